@@ -1,0 +1,43 @@
+"""PNG figures (matplotlib, no display needed)."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from stages.files import atomic_path
+
+
+def _save(figure: plt.Figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+
+
+def image_grid(images: np.ndarray, titles: list[str], path: Path, columns: int = 8) -> None:
+    """Grayscale images (N, 28, 28, 1) in a grid, each titled (class names, predictions)."""
+    rows = -(-len(images) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(1.5 * columns, 1.7 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, title in zip(axes.flat, images, titles):
+        ax.imshow(image.squeeze(-1), cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(title, fontsize=8)
+    _save(figure, path)
+
+
+def confusion_matrix_plot(matrix: np.ndarray, class_names: list[str], path: Path) -> None:
+    figure, ax = plt.subplots(figsize=(8, 7))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    threshold = matrix.max() / 2
+    for (row, col), count in np.ndenumerate(matrix):
+        ax.text(col, row, str(count), ha="center", va="center", color="white" if count > threshold else "black")
+    ax.set_title("Confusion matrix (test set)")
+    _save(figure, path)

@@ -1,0 +1,31 @@
+"""Every file the pipeline reads or writes, declared once (dvc.yaml names the same paths)."""
+
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+
+RAW_DIR = Path("data/raw")
+# The four canonical Fashion-MNIST files, by role.
+RAW_FILES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+
+PREPARED_DIR = Path("data/prepared")
+TRAIN_ARRAYS = PREPARED_DIR / "train.npz"
+VAL_ARRAYS = PREPARED_DIR / "val.npz"
+TEST_ARRAYS = PREPARED_DIR / "test.npz"
+
+MODEL = Path("models/model.keras")
+MODEL_SUMMARY = Path("models/summary.txt")
+LOGS = Path("logs")
+
+REPORTS = Path("reports")
+SAMPLES_PNG = REPORTS / "samples.png"
+HISTORY_CSV = REPORTS / "history.csv"
+TRAIN_METRICS = REPORTS / "train_metrics.json"
+METRICS = REPORTS / "metrics.json"
+CONFUSION_CSV = REPORTS / "confusion.csv"
+CONFUSION_PNG = REPORTS / "confusion.png"

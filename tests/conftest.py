@@ -1,0 +1,82 @@
+"""Tiny synthetic Fashion-MNIST look-alikes, written as real IDX files, and a local HTTP server."""
+
+import functools
+import gzip
+import hashlib
+import http.server
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stages import paths
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    path.write_bytes(gzip.compress(idx_bytes(array), mtime=0))
+
+
+def synthetic_split(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images a small CNN can learn: class k lights up band k of the image, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 10
+    rng.shuffle(labels)
+    images = rng.integers(0, 60, size=(count, 28, 28), dtype=np.uint8)
+    for image, label in zip(images, labels):
+        image[2 + 2 * label : 4 + 2 * label, 4:24] = 255
+    return images, labels.astype(np.uint8)
+
+
+def write_dataset(folder: Path, train: int = 200, test: int = 50) -> dict[str, str]:
+    """Write the four files; return params-style {file name: decompressed SHA-256}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    train_x, train_y = synthetic_split(train, seed=1)
+    test_x, test_y = synthetic_split(test, seed=2)
+    arrays = {
+        "train_images": train_x,
+        "train_labels": train_y,
+        "test_images": test_x,
+        "test_labels": test_y,
+    }
+    checksums = {}
+    for role, array in arrays.items():
+        name = paths.RAW_FILES[role]
+        write_idx(folder / name, array)
+        checksums[name] = hashlib.sha256(idx_bytes(array)).hexdigest()
+    return checksums
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    folder = tmp_path / "source"
+    return folder, write_dataset(folder)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def serve():
+    """serve(folder, handler=None) -> base URL of an HTTP server on 127.0.0.1 for the test."""
+    servers = []
+
+    def start(folder: Path, handler=_QuietHandler) -> str:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}/"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
