@@ -4,6 +4,7 @@ No TensorFlow here: download and preprocess stay fast to start.
 """
 
 import gzip
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -77,5 +78,5 @@ def load_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
             return arrays["x"], arrays["y"]
     except FileNotFoundError:
         raise StageError(f"{path}: not found (run the preprocess stage first)") from None
-    except (OSError, ValueError, KeyError, EOFError, zlib.error) as error:
+    except (OSError, ValueError, KeyError, EOFError, zlib.error, zipfile.BadZipFile) as error:
         raise StageError(f"{path}: not a readable prepared-array file ({error})") from None

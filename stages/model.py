@@ -13,14 +13,14 @@ def seed_cnn(dropout: float) -> keras.Model:
     return keras.Sequential(
         [
             keras.Input(INPUT_SHAPE, dtype="uint8", name="pixels"),
-            layers.Rescaling(1 / 255),  # the model takes raw uint8 pixels
-            layers.Conv2D(32, 3, padding="same"),
-            layers.MaxPooling2D(2),
-            layers.ReLU(),
-            layers.MaxPooling2D(2),
-            layers.Dropout(dropout),
-            layers.Flatten(),
-            layers.Dense(len(CLASS_NAMES), activation="softmax"),
+            layers.Rescaling(1 / 255, name="rescale"),  # the model takes raw uint8 pixels
+            layers.Conv2D(32, 3, padding="same", name="conv"),
+            layers.MaxPooling2D(2, name="pool_1"),
+            layers.ReLU(name="relu"),
+            layers.MaxPooling2D(2, name="pool_2"),
+            layers.Dropout(dropout, name="dropout"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(len(CLASS_NAMES), activation="softmax", name="classifier"),
         ],
         name="seed",
     )

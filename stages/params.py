@@ -4,6 +4,7 @@ Each stage calls `load()` and uses only its own section; the schema below says w
 key means and what values are allowed, so a typo fails fast with the key named.
 """
 
+import difflib
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -65,15 +66,22 @@ class Params(Section):
     train: TrainParams
 
 
+def _key(error: dict) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "(top level)"
+
+
 def _describe(error: ValidationError, source: Path) -> str:
-    first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    message = first["msg"]
+    errors = error.errors()
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    if unknown:  # a misspelling shows as an unknown key plus a missing one: name both
+        missing = [_key(e) for e in errors if e["type"] == "missing"]
+        hint = difflib.get_close_matches(_key(unknown[0]), missing, n=1)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        return f"{source}: unknown key '{_key(unknown[0])}'{suggestion}"
+    first = errors[0]
     if first["type"] == "missing":
-        return f"{source}: missing key '{key}'"
-    if first["type"] == "extra_forbidden":
-        return f"{source}: unknown key '{key}' (misspelled?)"
-    return f"{source}: {key} = {first['input']!r}: {message}"
+        return f"{source}: missing key '{_key(first)}'"
+    return f"{source}: {_key(first)} = {first['input']!r}: {first['msg']}"
 
 
 def parse(raw: object, source: Path = paths.PARAMS) -> Params:

@@ -32,7 +32,7 @@ class EpochSpeed(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self.started
-        logs["epoch_seconds"] = seconds
+        logs["seconds"] = seconds  # TensorBoard tag: epoch_seconds
         logs["images_per_second"] = self.train_images / seconds
 
 

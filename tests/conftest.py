@@ -4,11 +4,15 @@ import functools
 import gzip
 import hashlib
 import http.server
+import os
+import shutil
+import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from stages import paths
 
@@ -80,3 +84,27 @@ def serve():
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+def copy_project(dest: Path, **sections: dict) -> Path:
+    """Copy the pipeline (code, dvc.yaml, params.yaml) to `dest`, updating params keys per section."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "stages", dest / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy(REPO / name, dest / name)
+    values = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, updates in sections.items():
+        values[section].update(updates)
+    (dest / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    return dest
+
+
+def project_env() -> dict[str, str]:
+    """Environment in which `dvc` and the stages' `python` are this virtual environment's."""
+    bin_dir = str(Path(sys.executable).parent)
+    identity = {
+        f"GIT_{role}_{field}": value
+        for role in ("AUTHOR", "COMMITTER")
+        for field, value in (("NAME", "test"), ("EMAIL", "test@example.org"))
+    }
+    return {**os.environ, **identity, "PATH": bin_dir + os.pathsep + os.environ["PATH"], "DVC_NO_ANALYTICS": "1"}

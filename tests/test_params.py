@@ -52,7 +52,7 @@ def test_yaml_float_in_exponent_form_is_accepted(raw):
 
 def test_misspelled_key_is_named(raw):
     raw["train"]["epoch"] = raw["train"].pop("epochs")
-    with pytest.raises(StageError, match=r"unknown key 'train\.epoch'"):
+    with pytest.raises(StageError, match=r"unknown key 'train\.epoch' \(did you mean 'train\.epochs'\?\)"):
         params.parse(raw)
 
 

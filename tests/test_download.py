@@ -1,0 +1,115 @@
+import gzip
+import http.server
+
+import pytest
+
+from stages import download, params, paths
+from stages.errors import StageError
+
+NAMES = list(paths.RAW_FILES.values())
+
+
+def config(sources: list[str], checksums: dict[str, str], **overrides) -> params.DownloadParams:
+    values = {"sources": sources, "sha256": checksums, "retries": 2, "timeout_s": 5, "backoff_s": 0}
+    return params.DownloadParams(**(values | overrides))
+
+
+def test_local_folder(tiny_dataset, tmp_path):
+    folder, checksums = tiny_dataset
+    used = download.fetch_all(config([str(folder)], checksums), tmp_path / "raw")
+    assert set(used.values()) == {str(folder)}
+    for name in NAMES:
+        assert (tmp_path / "raw" / name).read_bytes() == (folder / name).read_bytes()
+
+
+def test_recompressed_copy_passes_the_decompressed_checksum(tiny_dataset, tmp_path):
+    folder, checksums = tiny_dataset
+    name = NAMES[0]
+    (folder / name).write_bytes(gzip.compress(gzip.decompress((folder / name).read_bytes()), compresslevel=1, mtime=1))
+    download.fetch_file(name, checksums[name], config([str(folder)], checksums), tmp_path / name)
+
+
+def test_http_source(tiny_dataset, serve, tmp_path):
+    folder, checksums = tiny_dataset
+    url = serve(folder)
+    used = download.fetch_all(config([str(tmp_path / "empty"), url], checksums), tmp_path / "raw")
+    assert set(used.values()) == {url}
+    assert all((tmp_path / "raw" / name).exists() for name in NAMES)
+
+
+def test_checksum_mismatch_falls_through_to_next_source(tiny_dataset, tmp_path, capsys):
+    folder, checksums = tiny_dataset
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    name = NAMES[1]
+    (corrupt / name).write_bytes(gzip.compress(b"\0\0\x08\x01" + bytes(8)))
+    source = download.fetch_file(name, checksums[name], config([str(corrupt), str(folder)], checksums), tmp_path / name)
+    assert source == str(folder)
+    warning = capsys.readouterr().out
+    assert f"{name} from {corrupt}: checksum mismatch: expected {checksums[name]}, got " in warning
+
+
+def test_every_source_failing_is_one_error_naming_file_and_sources(tiny_dataset, tmp_path):
+    _, checksums = tiny_dataset
+    name = NAMES[0]
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / name).write_bytes(b"not gzip at all")
+    dest = tmp_path / "raw" / name
+    dest.parent.mkdir()
+    dest.write_bytes(b"previous good copy")
+    with pytest.raises(StageError) as error:
+        download.fetch_file(
+            name, checksums[name], config([str(tmp_path / "bad"), str(tmp_path / "nowhere")], checksums), dest
+        )
+    message = str(error.value)
+    assert message.startswith(f"{name}: no source worked")
+    assert "not a readable gzip file" in message and "nowhere" in message
+    assert dest.read_bytes() == b"previous good copy"
+    assert [p.name for p in dest.parent.iterdir()] == [name]  # no temp files left
+
+
+class FlakyHandler(http.server.SimpleHTTPRequestHandler):
+    """Answers 503 to the first `failures` requests, then serves files."""
+
+    failures = 2
+    requests = 0
+
+    def do_GET(self):
+        type(self).requests += 1
+        if type(self).requests <= type(self).failures:
+            self.send_error(503)
+        else:
+            super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_transient_http_errors_are_retried(tiny_dataset, serve, tmp_path):
+    folder, checksums = tiny_dataset
+    handler = type("Flaky", (FlakyHandler,), {"requests": 0})
+    url = serve(folder, handler)
+    name = NAMES[0]
+    assert download.fetch_file(name, checksums[name], config([url], checksums), tmp_path / name) == url
+    assert handler.requests == 3
+
+
+def test_404_is_not_retried(tiny_dataset, serve, tmp_path):
+    _, checksums = tiny_dataset
+    (tmp_path / "empty").mkdir()
+    handler = type("Counting", (FlakyHandler,), {"requests": 0, "failures": 0})
+    url = serve(tmp_path / "empty", handler)
+    name = NAMES[0]
+    with pytest.raises(StageError, match="HTTP 404"):
+        download.fetch_file(name, checksums[name], config([url], checksums), tmp_path / name)
+    assert handler.requests == 1
+
+
+def test_https_source_refuses_redirect_to_http():
+    handler = download._NoDowngradeRedirects()
+
+    class Request:
+        full_url = "https://example.org/file.gz"
+
+    with pytest.raises(download.SourceError, match="refused redirect"):
+        handler.redirect_request(Request(), None, 302, "Found", {}, "http://example.org/file.gz")

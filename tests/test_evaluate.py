@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+
+from stages import evaluate
+from stages.errors import StageError
+from stages.model import build_model
+
+
+def test_confusion_matrix_counts_actual_by_predicted():
+    labels = np.array([0, 0, 1, 2, 2, 2])
+    predicted = np.array([0, 1, 1, 2, 2, 0])
+    matrix = evaluate.confusion_matrix(labels, predicted, 3)
+    np.testing.assert_array_equal(matrix, [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+
+
+def test_metrics_from_the_confusion_matrix():
+    matrix = np.zeros((10, 10), dtype=int)
+    np.fill_diagonal(matrix, 9)
+    matrix[6, 0] = 9  # every other Shirt taken for a T-shirt
+    metrics = evaluate.test_metrics(0.25, matrix)
+    assert metrics["accuracy"] == round(90 / 99, 4)
+    assert metrics["loss"] == 0.25
+    assert metrics["per_class_accuracy"]["Shirt"] == 0.5
+    assert metrics["per_class_accuracy"]["Trouser"] == 1.0
+
+
+def test_confusion_csv_for_dvc_plots(tmp_path):
+    evaluate.write_confusion_csv(np.array([0, 9]), np.array([6, 9]), tmp_path / "c.csv")
+    assert (tmp_path / "c.csv").read_text().splitlines() == [
+        "actual,predicted",
+        "T-shirt/top,Shirt",
+        "Ankle boot,Ankle boot",
+    ]
+
+
+def test_saved_model_loads_back_in_safe_mode(tmp_path):
+    model = build_model("seed", dropout=0.25)
+    model.save(tmp_path / "m.keras")
+    assert evaluate.load_model(tmp_path / "m.keras").count_params() == 16010
+
+
+def test_a_file_that_is_not_a_model_is_a_clear_error(tmp_path):
+    (tmp_path / "m.keras").write_text("not a model")
+    with pytest.raises(StageError, match=r"m\.keras: not a loadable Keras model"):
+        evaluate.load_model(tmp_path / "m.keras")
+
+
+def test_missing_model_names_the_stage_to_run(tmp_path):
+    with pytest.raises(StageError, match="run the train stage first"):
+        evaluate.load_model(tmp_path / "m.keras")

@@ -1,0 +1,73 @@
+"""End to end: `dvc repro` in a fresh git repository, on tiny data served over HTTP from 127.0.0.1."""
+
+import json
+import subprocess
+
+import pytest
+
+from tests.conftest import copy_project, project_env
+
+
+def run(args: list[str], cwd) -> str:
+    result = subprocess.run(args, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def stages_run(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    from tests.conftest import write_dataset
+
+    checksums = write_dataset(root / "mirror")
+    return root, checksums
+
+
+def test_repro_then_noop_then_experiment(repo, serve):
+    root, checksums = repo
+    url = serve(root / "mirror")
+    project = copy_project(
+        root / "project",
+        download={"sources": [str(root / "missing"), url], "sha256": checksums, "backoff_s": 0},
+        train={"epochs": 2, "learning_rate": 0.003},
+    )
+    run(["git", "init", "-q"], project)
+    run(["dvc", "init", "-q"], project)
+
+    first = run(["dvc", "repro"], project)
+    assert stages_run(first) == {"download", "preprocess", "train", "evaluate"}
+    for path in (
+        "data/raw/train-images-idx3-ubyte.gz",
+        "data/prepared/train.npz",
+        "data/prepared/val.npz",
+        "data/prepared/test.npz",
+        "models/model.keras",
+        "models/summary.txt",
+        "reports/samples.png",
+        "reports/history.csv",
+        "reports/train_metrics.json",
+        "reports/metrics.json",
+        "reports/confusion.csv",
+        "reports/confusion.png",
+    ):
+        assert (project / path).stat().st_size > 0, path
+    assert list((project / "logs" / "train").glob("events.out.tfevents.*"))
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert 0.5 < metrics["accuracy"] <= 1  # the synthetic classes are easy; chance is 0.1
+    assert 0 < metrics["loss"] < 2.3
+    assert len(metrics["per_class_accuracy"]) == 10
+    assert len((project / "reports/history.csv").read_text().splitlines()) == 1 + 2
+
+    assert stages_run(run(["dvc", "repro"], project)) == set()
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).splitlines()[-1])
+    assert shown[""]["data"]["reports/metrics.json"]["data"]["accuracy"] == metrics["accuracy"]
+
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "baseline"], project)
+    experiment = run(["dvc", "exp", "run", "-S", "train.epochs=1"], project)
+    assert stages_run(experiment) == {"train", "evaluate"}
+    assert len((project / "reports/history.csv").read_text().splitlines()) == 1 + 1

@@ -1,0 +1,106 @@
+import csv
+import hashlib
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from stages import params, train
+from stages.model import build_model
+from tests.conftest import synthetic_split
+
+
+def tiny_config(**overrides) -> params.TrainParams:
+    values = {
+        "model": "seed",
+        "epochs": 2,
+        "batch_size": 32,
+        "optimizer": "adam",
+        "learning_rate": 0.003,
+        "dropout": 0.25,
+        "seed": 42,
+        "histogram_freq": 1,
+    }
+    return params.TrainParams(**(values | overrides))
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, y = synthetic_split(240, seed=5)
+    return (x[:200, ..., None], y[:200]), (x[200:, ..., None], y[200:])
+
+
+def weights_hash(model) -> str:
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
+
+
+def train_once(data, log_dir=None, **overrides):
+    config = tiny_config(**overrides)
+    model = train.compile_model(config)
+    history = train.fit(model, config, *data, log_dir)
+    return model, history
+
+
+def test_seed_model_is_the_articles_cnn():
+    model = build_model("seed", dropout=0.25)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Rescaling", "Conv2D", "MaxPooling2D", "ReLU", "MaxPooling2D", "Dropout", "Flatten", "Dense"]
+    assert model.count_params() == 16010
+
+
+def test_same_params_give_bitwise_identical_weights(data):
+    first, history = train_once(data)
+    second, _ = train_once(data)
+    assert weights_hash(first) == weights_hash(second)
+    assert history["val_accuracy"][-1] > 0.5  # it learned the synthetic bands
+
+
+def test_different_seed_gives_different_weights(data):
+    first, _ = train_once(data)
+    other, _ = train_once(data, seed=43)
+    assert weights_hash(first) != weights_hash(other)
+
+
+def test_history_records_speed_and_writes_a_plots_file(data, tmp_path):
+    _, history = train_once(data)
+    assert len(history["seconds"]) == 2
+    assert all(speed > 0 for speed in history["images_per_second"])
+    train.write_history(history, tmp_path / "history.csv")
+    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert {"accuracy", "val_accuracy", "loss", "val_loss", "images_per_second"} <= set(rows[0])
+
+
+def test_tensorboard_logs_have_scalars_histograms_and_graph(data, tmp_path):
+    model = train.compile_model(tiny_config())
+    train.write_graph(model, tmp_path)
+    train.fit(model, tiny_config(), *data, tmp_path)
+    runs = {
+        name: EventAccumulator(str(tmp_path / name), size_guidance={"tensors": 0}).Reload()
+        for name in ("train", "validation")
+    }
+
+    def steps(run, tag, plugin):
+        assert run.SummaryMetadata(tag).plugin_data.plugin_name == plugin
+        return [event.step for event in run.Tensors(tag)]
+
+    for run in runs.values():
+        assert steps(run, "epoch_accuracy", "scalars") == [0, 1]
+        assert steps(run, "epoch_loss", "scalars") == [0, 1]
+    for tag in ("epoch_seconds", "epoch_images_per_second", "epoch_learning_rate"):
+        assert steps(runs["train"], tag, "scalars") == [0, 1]
+    histograms = [tag for tag in runs["train"].Tags()["tensors"] if tag.endswith("/histogram")]
+    assert {"seed/conv/kernel/histogram", "seed/conv/bias/histogram", "seed/classifier/kernel/histogram"} <= set(
+        histograms
+    )
+    assert all(steps(runs["train"], tag, "histograms") == [0, 1] for tag in histograms)
+    assert runs["train"].Tags()["graph"]
+    assert "Conv2D" in str(runs["train"].Graph())
+
+
+def test_summary_text_lists_layers():
+    text = train.model_summary(build_model("seed", dropout=0.25))
+    assert "conv (Conv2D)" in text and "16,010" in text
