@@ -10,7 +10,6 @@ import time
 import zipfile
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from stages import dataset, paths
@@ -19,14 +18,22 @@ from stages.figures import confusion_matrix_plot
 from stages.files import atomic_path, write_text
 
 
-def load_model(path: Path) -> keras.Model:
+def load_model(path: Path):
     if not path.exists():
         raise StageError(f"{path}: not found (run the train stage first)")
+    import keras  # TensorFlow takes seconds to load: only once the inputs are there
+
     try:
         # safe_mode refuses models that would run arbitrary code (lambda layers) when loaded.
         return keras.models.load_model(path, safe_mode=True)
     except (ValueError, OSError, zipfile.BadZipFile) as error:
         raise StageError(f"{path}: not a loadable Keras model ({str(error).splitlines()[0]})") from None
+
+
+def cross_entropy(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean sparse categorical cross-entropy, clipped as Keras does."""
+    picked = probabilities[np.arange(len(labels)), labels]
+    return float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
@@ -54,11 +61,11 @@ def write_confusion_csv(labels: np.ndarray, predicted: np.ndarray, path: Path) -
 
 def main() -> None:
     started = time.perf_counter()
-    model = load_model(paths.MODEL)
     x_test, y_test = dataset.load_arrays(paths.TEST_ARRAYS)
+    model = load_model(paths.MODEL)
     probabilities = model.predict(x_test, batch_size=1024, verbose=0)
     predicted = probabilities.argmax(axis=1)
-    loss = float(keras.losses.sparse_categorical_crossentropy(y_test, probabilities).numpy().mean())
+    loss = cross_entropy(y_test, probabilities)
     matrix = confusion_matrix(y_test, predicted, len(dataset.CLASS_NAMES))
     metrics = test_metrics(loss, matrix)
 

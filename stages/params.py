@@ -18,6 +18,7 @@ from stages.errors import StageError
 # Model names understood by stages.model.build_model (kept in step by a test).
 Architecture = Literal["seed"]
 Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
+Schedule = Literal["constant", "cosine"]
 
 
 def _sha256(value: str) -> str:
@@ -55,15 +56,21 @@ class TrainParams(Section):
     batch_size: int = Field(ge=1)
     optimizer: Optimizer
     learning_rate: float = Field(gt=0)
+    lr_schedule: Schedule
     dropout: float = Field(ge=0, lt=1)
     seed: int = Field(ge=0)
     histogram_freq: int = Field(ge=0)
+
+
+class ReviewParams(Section):
+    max_accuracy_drop: float = Field(ge=0, le=1)
 
 
 class Params(Section):
     download: DownloadParams
     preprocess: PreprocessParams
     train: TrainParams
+    review: ReviewParams
 
 
 def _key(error: dict) -> str:

@@ -48,3 +48,13 @@ def test_a_file_that_is_not_a_model_is_a_clear_error(tmp_path):
 def test_missing_model_names_the_stage_to_run(tmp_path):
     with pytest.raises(StageError, match="run the train stage first"):
         evaluate.load_model(tmp_path / "m.keras")
+
+
+def test_cross_entropy_matches_keras():
+    import keras
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.ones(10), size=50).astype("float32")
+    labels = rng.integers(0, 10, size=50)
+    expected = keras.losses.sparse_categorical_crossentropy(labels, probabilities).numpy().mean()
+    assert evaluate.cross_entropy(labels, probabilities) == pytest.approx(float(expected), rel=1e-5)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from stages import params, train
+from stages import params, train, training
 from stages.model import build_model
 from tests.conftest import synthetic_split
 
@@ -17,6 +17,7 @@ def tiny_config(**overrides) -> params.TrainParams:
         "batch_size": 32,
         "optimizer": "adam",
         "learning_rate": 0.003,
+        "lr_schedule": "constant",
         "dropout": 0.25,
         "seed": 42,
         "histogram_freq": 1,
@@ -39,8 +40,8 @@ def weights_hash(model) -> str:
 
 def train_once(data, log_dir=None, **overrides):
     config = tiny_config(**overrides)
-    model = train.compile_model(config)
-    history = train.fit(model, config, *data, log_dir)
+    model = training.compile_model(config, len(data[0][0]))
+    history = training.fit(model, config, *data, log_dir)
     return model, history
 
 
@@ -64,6 +65,14 @@ def test_different_seed_gives_different_weights(data):
     assert weights_hash(first) != weights_hash(other)
 
 
+def test_cosine_schedule_decays_the_learning_rate(data):
+    _, constant = train_once(data, epochs=3)
+    _, cosine = train_once(data, epochs=3, lr_schedule="cosine")
+    assert constant["learning_rate"] == pytest.approx([0.003] * 3)
+    assert cosine["learning_rate"][0] < 0.003 and cosine["learning_rate"][-1] < 0.0001
+    assert cosine["learning_rate"] == sorted(cosine["learning_rate"], reverse=True)
+
+
 def test_history_records_speed_and_writes_a_plots_file(data, tmp_path):
     _, history = train_once(data)
     assert len(history["seconds"]) == 2
@@ -75,9 +84,9 @@ def test_history_records_speed_and_writes_a_plots_file(data, tmp_path):
 
 
 def test_tensorboard_logs_have_scalars_histograms_and_graph(data, tmp_path):
-    model = train.compile_model(tiny_config())
-    train.write_graph(model, tmp_path)
-    train.fit(model, tiny_config(), *data, tmp_path)
+    model = training.compile_model(tiny_config(), len(data[0][0]))
+    training.write_graph(model, tmp_path)
+    training.fit(model, tiny_config(), *data, tmp_path)
     runs = {
         name: EventAccumulator(str(tmp_path / name), size_guidance={"tensors": 0}).Reload()
         for name in ("train", "validation")
@@ -102,5 +111,5 @@ def test_tensorboard_logs_have_scalars_histograms_and_graph(data, tmp_path):
 
 
 def test_summary_text_lists_layers():
-    text = train.model_summary(build_model("seed", dropout=0.25))
+    text = training.model_summary(build_model("seed", dropout=0.25))
     assert "conv (Conv2D)" in text and "16,010" in text

@@ -1,0 +1,82 @@
+"""Training with Keras and TensorBoard: what the train stage runs once its inputs are known good."""
+
+import io
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from stages import params
+from stages.model import INPUT_SHAPE, build_model
+
+
+class EpochStats(keras.callbacks.Callback):
+    """Adds each epoch's wall time, training throughput and learning rate to the history."""
+
+    def __init__(self, train_images: int):
+        super().__init__()
+        self.train_images = train_images
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.started
+        logs["seconds"] = seconds  # TensorBoard tag: epoch_seconds
+        logs["images_per_second"] = self.train_images / seconds
+        logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+
+def learning_rate(
+    config: params.TrainParams, steps_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=config.epochs * steps_per_epoch)
+    return config.learning_rate
+
+
+def compile_model(config: params.TrainParams, train_images: int) -> keras.Model:
+    keras.utils.set_random_seed(config.seed)  # weights, shuffling and dropout all follow the seed
+    model = build_model(config.model, config.dropout)
+    rate = learning_rate(config, steps_per_epoch=-(-train_images // config.batch_size))
+    optimizer = keras.optimizers.get({"class_name": config.optimizer, "config": {"learning_rate": rate}})
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def fit(
+    model: keras.Model,
+    config: params.TrainParams,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    log_dir: Path | None,
+) -> dict[str, list[float]]:
+    # EpochStats comes first so TensorBoard logs its numbers too.
+    callbacks: list[keras.callbacks.Callback] = [EpochStats(len(train[0]))]
+    if log_dir is not None:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=config.histogram_freq))
+    history = model.fit(
+        *train,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        validation_data=val,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    return history.history
+
+
+def write_graph(model: keras.Model, log_dir: Path) -> None:
+    """Keras 3's TensorBoard callback writes no graph: trace the forward pass ourselves."""
+    forward = tf.function(lambda pixels: model(pixels, training=False))
+    graph = forward.get_concrete_function(tf.TensorSpec((None, *INPUT_SHAPE), tf.uint8)).graph
+    with tf.summary.create_file_writer(str(log_dir / "train")).as_default():
+        tf.summary.graph(graph)
+
+
+def model_summary(model: keras.Model) -> str:
+    lines = io.StringIO()
+    model.summary(print_fn=lambda line, **_: lines.write(line + "\n"))
+    return lines.getvalue()
