@@ -29,6 +29,10 @@ IMAGE_SHAPE = (28, 28)
 UBYTE = 0x08  # IDX type code for unsigned bytes, the only type Fashion-MNIST uses
 
 
+def class_names(labels: np.ndarray) -> list[str]:
+    return [CLASS_NAMES[label] for label in labels]
+
+
 def read_idx(path: Path, ndim: int) -> np.ndarray:
     """Decode a gzipped IDX file of unsigned bytes with `ndim` dimensions, checking its header."""
     try:

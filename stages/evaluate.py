@@ -1,7 +1,9 @@
 """Stage `evaluate`: score the trained model on the test set.
 
 Writes reports/metrics.json (test accuracy, loss, per-class accuracy; tracked by
-`dvc metrics`) and the confusion matrix as a `dvc plots` CSV and a PNG.
+`dvc metrics`) and the confusion matrix as a `dvc plots` CSV and a PNG. TensorBoard gets
+logs/evaluate/: the confusion matrix, misclassified test images, and the run's hparams
+with validation and test accuracy for the HParams tab.
 """
 
 import csv
@@ -12,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stages import dataset, paths
+from stages import dataset, params, paths
 from stages.errors import StageError, run_stage
-from stages.figures import confusion_matrix_plot
-from stages.files import atomic_path, write_text
+from stages.figures import confusion_matrix_plot, image_grid, png_bytes
+from stages.files import atomic_dir, atomic_path, write_text
 
 
 def load_model(path: Path):
@@ -59,10 +61,23 @@ def write_confusion_csv(labels: np.ndarray, predicted: np.ndarray, path: Path) -
         writer.writerows((dataset.CLASS_NAMES[a], dataset.CLASS_NAMES[p]) for a, p in zip(labels, predicted))
 
 
+def misclassified_grid(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, count: int = 32) -> bytes:
+    wrong = np.flatnonzero(labels != predicted)[:count]
+    titles = [f"{dataset.CLASS_NAMES[labels[i]]}\n→ {dataset.CLASS_NAMES[predicted[i]]}" for i in wrong]
+    return png_bytes(image_grid(images[wrong], titles))
+
+
+def run_hparams(config: params.Params) -> dict[str, object]:
+    """What TensorBoard's HParams tab ranks runs by: every train param and the validation split."""
+    return {**config.train.model_dump(), "val_fraction": config.preprocess.val_fraction}
+
+
 def main() -> None:
+    config = params.load()
     started = time.perf_counter()
     x_test, y_test = dataset.load_arrays(paths.TEST_ARRAYS)
     model = load_model(paths.MODEL)
+    val_accuracy = json.loads(paths.TRAIN_METRICS.read_text())["val_accuracy"]  # written with the model
     probabilities = model.predict(x_test, batch_size=1024, verbose=0)
     predicted = probabilities.argmax(axis=1)
     loss = cross_entropy(y_test, probabilities)
@@ -71,7 +86,17 @@ def main() -> None:
 
     write_text(paths.METRICS, json.dumps(metrics, indent=2) + "\n")
     write_confusion_csv(y_test, predicted, paths.CONFUSION_CSV)
-    confusion_matrix_plot(matrix, list(dataset.CLASS_NAMES), paths.CONFUSION_PNG)
+    confusion_png = png_bytes(confusion_matrix_plot(matrix, list(dataset.CLASS_NAMES)))
+    with atomic_path(paths.CONFUSION_PNG) as tmp:
+        tmp.write_bytes(confusion_png)
+
+    from stages import tblog  # TensorFlow is loaded by now, with the model
+
+    with atomic_dir(paths.EVAL_LOGS) as log_dir:
+        pngs = {"confusion_matrix": confusion_png, "misclassified": misclassified_grid(x_test, y_test, predicted)}
+        tblog.write_images(log_dir, pngs)
+        final = {"test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"], "val_accuracy": val_accuracy}
+        tblog.write_hparams(log_dir, run_hparams(config), final)
     print(f"test accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}")
     print(f"evaluate: {time.perf_counter() - started:.1f}s")
 

@@ -1,5 +1,6 @@
-"""PNG figures (matplotlib, no display needed)."""
+"""Figures as PNG (matplotlib, no display needed): written to reports/ and logged to TensorBoard."""
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -11,25 +12,31 @@ import numpy as np
 from stages.files import atomic_path
 
 
-def _save(figure: plt.Figure, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+def png_bytes(figure: plt.Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(figure)
+    return buffer.getvalue()
 
 
-def image_grid(images: np.ndarray, titles: list[str], path: Path, columns: int = 8) -> None:
+def save_png(figure: plt.Figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(png_bytes(figure))
+
+
+def image_grid(images: np.ndarray, titles: list[str], columns: int = 8) -> plt.Figure:
     """Grayscale images (N, 28, 28, 1) in a grid, each titled (class names, predictions)."""
-    rows = -(-len(images) // columns)
+    rows = max(1, -(-len(images) // columns))  # one empty row when there is nothing to show
     figure, axes = plt.subplots(rows, columns, figsize=(1.5 * columns, 1.7 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, title in zip(axes.flat, images, titles):
         ax.imshow(image.squeeze(-1), cmap="gray_r", vmin=0, vmax=255)
         ax.set_title(title, fontsize=8)
-    _save(figure, path)
+    return figure
 
 
-def confusion_matrix_plot(matrix: np.ndarray, class_names: list[str], path: Path) -> None:
+def confusion_matrix_plot(matrix: np.ndarray, class_names: list[str]) -> plt.Figure:
     figure, ax = plt.subplots(figsize=(8, 7))
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
@@ -40,10 +47,10 @@ def confusion_matrix_plot(matrix: np.ndarray, class_names: list[str], path: Path
     for (row, col), count in np.ndenumerate(matrix):
         ax.text(col, row, str(count), ha="center", va="center", color="white" if count > threshold else "black")
     ax.set_title("Confusion matrix (test set)")
-    _save(figure, path)
+    return figure
 
 
-def line_panels(panels: dict[str, dict[str, list[tuple[float, float]]]], path: Path) -> None:
+def line_panels(panels: dict[str, dict[str, list[tuple[float, float]]]]) -> plt.Figure:
     """Side-by-side line charts: {panel title: {series label: [(x, y), ...]}}, x being the epoch."""
     figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
     # One colour per revision (the label's first word); validation curves dashed.
@@ -58,4 +65,4 @@ def line_panels(panels: dict[str, dict[str, list[tuple[float, float]]]], path: P
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    _save(figure, path)
+    return figure

@@ -20,7 +20,9 @@ TEST_ARRAYS = PREPARED_DIR / "test.npz"
 
 MODEL = Path("models/model.keras")
 MODEL_SUMMARY = Path("models/summary.txt")
-LOGS = Path("logs")
+LOGS = Path("logs")  # tensorboard --logdir logs
+FIT_LOGS = LOGS / "fit"  # train: runs fit/train and fit/validation
+EVAL_LOGS = LOGS / "evaluate"  # evaluate: test images, metrics and the run's hparams
 
 REPORTS = Path("reports")
 SAMPLES_PNG = REPORTS / "samples.png"

@@ -10,7 +10,7 @@ import numpy as np
 
 from stages import dataset, params, paths
 from stages.errors import run_stage
-from stages.figures import image_grid
+from stages.figures import image_grid, save_png
 
 
 def split_validation(
@@ -21,10 +21,6 @@ def split_validation(
     n_val = round(len(x) * val_fraction)
     val, train = order[:n_val], order[n_val:]
     return (x[train], y[train]), (x[val], y[val])
-
-
-def sample_titles(labels: np.ndarray) -> list[str]:
-    return [dataset.CLASS_NAMES[label] for label in labels]
 
 
 def main() -> None:
@@ -38,7 +34,7 @@ def main() -> None:
     dataset.save_arrays(paths.TRAIN_ARRAYS, x_train, y_train)
     dataset.save_arrays(paths.VAL_ARRAYS, x_val, y_val)
     dataset.save_arrays(paths.TEST_ARRAYS, x_test, y_test)
-    image_grid(x_train[:32], sample_titles(y_train[:32]), paths.SAMPLES_PNG)
+    save_png(image_grid(x_train[:32], dataset.class_names(y_train[:32])), paths.SAMPLES_PNG)
     print(f"train {len(x_train)}, validation {len(x_val)}, test {len(x_test)} images")
     print(f"preprocess: {time.perf_counter() - started:.1f}s")
 

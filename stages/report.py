@@ -88,7 +88,7 @@ def curve_specs(base: str) -> dict[str, dict]:
 
 
 def draw_curves(specs: dict[str, dict], path: Path) -> None:
-    from stages.figures import line_panels
+    from stages.figures import line_panels, save_png
 
     panels = {}
     for name, spec in specs.items():
@@ -97,7 +97,7 @@ def draw_curves(specs: dict[str, dict], path: Path) -> None:
             point = (float(row["epoch"]), float(row["dvc_inferred_y_value"]))
             series.setdefault(f"{row['rev']} {row['field']}", []).append(point)
         panels[name] = series
-    line_panels(panels, path)
+    save_png(line_panels(panels), path)
 
 
 def main() -> None:

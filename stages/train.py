@@ -1,7 +1,8 @@
 """Stage `train`: fit the model named in params on the prepared arrays, log to TensorBoard.
 
 Writes models/model.keras, its summary, per-epoch history (a `dvc plots` file) and the
-final validation metrics; TensorBoard logs go to logs/ (scalars, histograms, graph).
+final validation metrics. TensorBoard logs go to logs/fit/: scalars, histograms, the graph,
+the model summary and a grid of sample inputs.
 """
 
 import csv
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from stages import dataset, params, paths
 from stages.errors import run_stage
+from stages.figures import image_grid, png_bytes
 from stages.files import atomic_dir, atomic_path, write_text
 
 
@@ -28,18 +30,22 @@ def main() -> None:
     train = dataset.load_arrays(paths.TRAIN_ARRAYS)
     val = dataset.load_arrays(paths.VAL_ARRAYS)
     # TensorFlow takes seconds to load: only once params and data are known good.
-    from stages import training
+    from stages import tblog, training
 
     started = time.perf_counter()
     model = training.compile_model(config, len(train[0]))
-    with atomic_dir(paths.LOGS) as log_dir:
-        training.write_graph(model, log_dir)
+    summary = training.model_summary(model)
+    with atomic_dir(paths.FIT_LOGS) as log_dir:
+        tblog.write_graph(model, log_dir / "train")
+        tblog.write_text(log_dir / "train", "model_summary", summary)
+        samples = image_grid(train[0][:32], dataset.class_names(train[1][:32]))
+        tblog.write_images(log_dir / "train", {"sample_inputs": png_bytes(samples)})
         history = training.fit(model, config, train, val, log_dir)
     train_seconds = time.perf_counter() - started
 
     with atomic_path(paths.MODEL) as tmp:
         model.save(tmp)
-    write_text(paths.MODEL_SUMMARY, training.model_summary(model))
+    write_text(paths.MODEL_SUMMARY, summary)
     write_history(history, paths.HISTORY_CSV)
     final = {
         "val_accuracy": history["val_accuracy"][-1],

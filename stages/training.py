@@ -6,10 +6,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from stages import params
-from stages.model import INPUT_SHAPE, build_model
+from stages.model import build_model
 
 
 class EpochStats(keras.callbacks.Callback):
@@ -66,14 +65,6 @@ def fit(
         verbose=2,
     )
     return history.history
-
-
-def write_graph(model: keras.Model, log_dir: Path) -> None:
-    """Keras 3's TensorBoard callback writes no graph: trace the forward pass ourselves."""
-    forward = tf.function(lambda pixels: model(pixels, training=False))
-    graph = forward.get_concrete_function(tf.TensorSpec((None, *INPUT_SHAPE), tf.uint8)).graph
-    with tf.summary.create_file_writer(str(log_dir / "train")).as_default():
-        tf.summary.graph(graph)
 
 
 def model_summary(model: keras.Model) -> str:

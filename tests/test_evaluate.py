@@ -58,3 +58,10 @@ def test_cross_entropy_matches_keras():
     labels = rng.integers(0, 10, size=50)
     expected = keras.losses.sparse_categorical_crossentropy(labels, probabilities).numpy().mean()
     assert evaluate.cross_entropy(labels, probabilities) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_misclassified_grid_with_and_without_mistakes():
+    images = np.zeros((4, 28, 28, 1), np.uint8)
+    labels = np.array([0, 1, 2, 3])
+    assert evaluate.misclassified_grid(images, labels, labels)[:4] == b"\x89PNG"  # a perfect model
+    assert evaluate.misclassified_grid(images, labels, np.array([0, 1, 3, 3]))[:4] == b"\x89PNG"

@@ -2,6 +2,8 @@
 
 import json
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -55,7 +57,8 @@ def test_repro_then_noop_then_experiment(repo, serve):
         "reports/confusion.png",
     ):
         assert (project / path).stat().st_size > 0, path
-    assert list((project / "logs" / "train").glob("events.out.tfevents.*"))
+    assert list((project / "logs" / "fit" / "train").glob("events.out.tfevents.*"))
+    assert list((project / "logs" / "evaluate").glob("events.out.tfevents.*"))
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert 0.5 < metrics["accuracy"] <= 1  # the synthetic classes are easy; chance is 0.1
     assert 0 < metrics["loss"] < 2.3
@@ -71,3 +74,36 @@ def test_repro_then_noop_then_experiment(repo, serve):
     experiment = run(["dvc", "exp", "run", "-S", "train.epochs=1"], project)
     assert stages_run(experiment) == {"train", "evaluate"}
     assert len((project / "reports/history.csv").read_text().splitlines()) == 1 + 1
+
+    # Queued experiments run in the background, one at a time, and all land in `dvc exp show`.
+    for seed in (1, 2):
+        run(["dvc", "exp", "run", "--queue", "-S", f"train.seed={seed}", "-S", "train.epochs=1"], project)
+    run(["dvc", "queue", "start", "-j", "1"], project)
+    deadline = time.monotonic() + 300
+    while any(w in run(["dvc", "queue", "status"], project) for w in ("Queued", "Running")):
+        assert time.monotonic() < deadline, run(["dvc", "queue", "status"], project)
+        time.sleep(2)
+    assert "Failed" not in run(["dvc", "queue", "status"], project)
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], project).splitlines()[-1])
+    experiments = {
+        exp["name"]: exp["data"]["params"]["params.yaml"]["data"]["train"]["seed"]
+        for baseline in shown
+        for exp_group in baseline.get("experiments") or []
+        for exp in exp_group["revs"]
+    }
+    assert sorted(experiments.values()) == [1, 2, 42]
+
+    # The compare command gathers two experiments' TensorBoard logs from the DVC cache, one folder each.
+    names = sorted(experiments, key=experiments.get)[:2]
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.compare", *names, "--out", "cmp", "--no-serve"],
+        cwd=project,
+        env=project_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (project / "cmp").iterdir()) == sorted(names)
+    for name in names:
+        assert list((project / "cmp" / name / "fit" / "validation").glob("events.out.tfevents.*"))
+        assert list((project / "cmp" / name / "evaluate").glob("events.out.tfevents.*"))

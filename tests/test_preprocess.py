@@ -104,8 +104,8 @@ def test_truncated_array_file_is_a_clear_error(tmp_path):
 
 
 def test_sample_grid_png(tmp_path):
-    from stages.figures import image_grid
+    from stages.figures import image_grid, save_png
 
     x, y = synthetic_split(16, seed=4)
-    image_grid(x[..., None], preprocess.sample_titles(y), tmp_path / "grid.png")
+    save_png(image_grid(x[..., None], dataset.class_names(y)), tmp_path / "grid.png")
     assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

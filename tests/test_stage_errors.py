@@ -53,7 +53,8 @@ def run_stage(project, stage: str):
             "download",
             "download.retries",
             "many",
-            "params.yaml: download.retries = 'many': Input should be a valid integer, unable to parse string as an integer",
+            "params.yaml: download.retries = 'many': Input should be a valid integer, unable to parse string as an"
+            " integer",
         ),
     ],
 )
