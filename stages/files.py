@@ -20,10 +20,20 @@ def _publish(tmp: Path, path: Path, mode: int) -> None:
     os.replace(tmp, path)
 
 
+def _remove_leftovers(folder: Path, pattern: str) -> None:
+    """Temporaries of a killed earlier run (SIGKILL skips clean-up); DVC's lock rules out a live writer."""
+    for leftover in folder.glob(pattern):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffix); rename it into place on success."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(path.parent, f".{path.stem}.*.tmp{path.suffix}")
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
     tmp = Path(tmp_name)
@@ -38,6 +48,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
 def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside `path`; swap it in for `path` on success."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(path.parent, f".{path.name}.*.tmp")
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         yield tmp

@@ -26,7 +26,40 @@ def seed_cnn(dropout: float) -> keras.Model:
     )
 
 
-ARCHITECTURES = {"seed": seed_cnn}
+def conv_block(index: int, filters: int) -> list[layers.Layer]:
+    # Pooling straight after the convolution: batch norm and ReLU then run on 4x fewer activations
+    # (max-pooling commutes with the monotonic ReLU), about 1.5x faster on CPU than BN before pooling.
+    return [
+        layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv_{index}"),
+        layers.MaxPooling2D(2, name=f"pool_{index}"),
+        layers.BatchNormalization(name=f"bn_{index}"),
+        layers.ReLU(name=f"relu_{index}"),
+    ]
+
+
+def conv2_bn(dropout: float) -> keras.Model:
+    """Two conv blocks with batch norm and a dense head: the small-CNN class that reaches 0.92-0.93.
+
+    No augmentation: Keras' RandomFlip made epochs 1.7x slower on this CPU (65 s vs 38 s), which the
+    10-minute budget cannot afford.
+    """
+    return keras.Sequential(
+        [
+            keras.Input(INPUT_SHAPE, dtype="uint8", name="pixels"),
+            layers.Rescaling(1 / 255, name="rescale"),
+            *conv_block(1, 32),
+            *conv_block(2, 64),
+            layers.Flatten(name="flatten"),
+            layers.Dropout(dropout, name="dropout_1"),
+            layers.Dense(128, activation="relu", name="dense"),
+            layers.Dropout(dropout, name="dropout_2"),
+            layers.Dense(len(CLASS_NAMES), activation="softmax", name="classifier"),
+        ],
+        name="conv2_bn",
+    )
+
+
+ARCHITECTURES = {"seed": seed_cnn, "conv2_bn": conv2_bn}
 
 
 def build_model(name: str, dropout: float) -> keras.Model:

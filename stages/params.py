@@ -16,7 +16,7 @@ from stages import paths
 from stages.errors import StageError
 
 # Model names understood by stages.model.build_model (kept in step by a test).
-Architecture = Literal["seed"]
+Architecture = Literal["seed", "conv2_bn"]
 Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
 Schedule = Literal["constant", "cosine"]
 
@@ -58,6 +58,7 @@ class TrainParams(Section):
     learning_rate: float = Field(gt=0)
     lr_schedule: Schedule
     dropout: float = Field(ge=0, lt=1)
+    label_smoothing: float = Field(ge=0, lt=1)
     seed: int = Field(ge=0)
     histogram_freq: int = Field(ge=0)
 

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from stages import params
+from stages.dataset import CLASS_NAMES
 from stages.model import build_model
 
 
@@ -41,8 +42,16 @@ def compile_model(config: params.TrainParams, train_images: int) -> keras.Model:
     model = build_model(config.model, config.dropout)
     rate = learning_rate(config, steps_per_epoch=-(-train_images // config.batch_size))
     optimizer = keras.optimizers.get({"class_name": config.optimizer, "config": {"learning_rate": rate}})
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if config.label_smoothing:  # smoothing needs one-hot targets: fit() one-hot encodes the labels
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     return model
+
+
+def targets(labels: np.ndarray, config: params.TrainParams) -> np.ndarray:
+    return keras.utils.to_categorical(labels, len(CLASS_NAMES)) if config.label_smoothing else labels
 
 
 def fit(
@@ -57,10 +66,11 @@ def fit(
     if log_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=config.histogram_freq))
     history = model.fit(
-        *train,
+        train[0],
+        targets(train[1], config),
         batch_size=config.batch_size,
         epochs=config.epochs,
-        validation_data=val,
+        validation_data=(val[0], targets(val[1], config)),
         callbacks=callbacks,
         verbose=2,
     )

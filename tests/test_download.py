@@ -1,5 +1,6 @@
 import gzip
 import http.server
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +114,65 @@ def test_https_source_refuses_redirect_to_http():
 
     with pytest.raises(download.SourceError, match="refused redirect"):
         handler.redirect_request(Request(), None, 302, "Found", {}, "http://example.org/file.gz")
+
+
+def test_connection_refused_is_retried_then_reported(tiny_dataset, tmp_path):
+    import socket
+
+    _, checksums = tiny_dataset
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    name = NAMES[0]
+    with pytest.raises(StageError, match=r"cannot connect: .*Connection refused.* \(after 3 attempts\)"):
+        download.fetch_file(name, checksums[name], config([f"http://127.0.0.1:{port}/"], checksums), tmp_path / name)
+
+
+class StallingHandler(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        import time
+
+        time.sleep(1.5)  # longer than the client's timeout; by then it has hung up
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_stalling_server_times_out(tiny_dataset, serve, tmp_path):
+    folder, checksums = tiny_dataset
+    url = serve(folder, StallingHandler)
+    name = NAMES[0]
+    with pytest.raises(StageError, match=r"timed out.* \(after 2 attempts\)"):
+        download.fetch_file(name, checksums[name], config([url], checksums, retries=1, timeout_s=0.3), tmp_path / name)
+
+
+class ClosesMidBodyOnce(http.server.SimpleHTTPRequestHandler):
+    """First request: announces the full length, sends half, hangs up. Later requests: served normally."""
+
+    broken = 0
+
+    def do_GET(self):
+        if type(self).broken == 0:
+            type(self).broken += 1
+            body = (Path(self.directory) / self.path.lstrip("/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_body_cut_short_is_retried(tiny_dataset, serve, tmp_path, capsys):
+    folder, checksums = tiny_dataset
+    url = serve(folder, type("Cut", (ClosesMidBodyOnce,), {"broken": 0}))
+    name = NAMES[0]
+    assert download.fetch_file(name, checksums[name], config([url], checksums), tmp_path / name) == url
+    assert "connection closed after" in capsys.readouterr().out
+    assert download.decompressed_sha256(tmp_path / name) == checksums[name]

@@ -15,7 +15,7 @@ def raw() -> dict:
 
 def test_repository_params_are_valid():
     loaded = params.load(REPO / "params.yaml")
-    assert loaded.train.model == "seed"
+    assert loaded.train.model == "conv2_bn"
     assert 0 < loaded.preprocess.val_fraction < 1
 
 
@@ -30,7 +30,7 @@ def test_every_architecture_name_is_buildable():
     [
         ("train", "epochs", 0, "train.epochs = 0: Input should be greater than or equal to 1"),
         ("train", "epochs", -3, "train.epochs = -3"),
-        ("train", "model", "resnet9000", "train.model = 'resnet9000': Input should be 'seed'"),
+        ("train", "model", "resnet9000", "train.model = 'resnet9000': Input should be 'seed' or 'conv2_bn'"),
         ("train", "optimizer", "adamm", "train.optimizer = 'adamm'"),
         ("train", "learning_rate", "fast", "train.learning_rate = 'fast': Input should be a valid number"),
         ("preprocess", "val_fraction", 1.5, "preprocess.val_fraction = 1.5: Input should be less than 1"),

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import copy_project, project_env, write_dataset
+from stages import params
+from stages.model import build_model
+from tests.conftest import REPO, copy_project, project_env, write_dataset
 
 EPOCHS = 2
 
@@ -55,9 +57,9 @@ def test_scalars_one_value_per_epoch(logs):
 def test_histograms_of_every_weight_every_epoch(logs):
     train = load(logs / "fit" / "train")
     histograms = [tag for tag in train.Tags()["tensors"] if tag.endswith("/histogram")]
-    assert sorted(histograms) == [
-        f"seed/{layer}/{weight}/histogram" for layer in ("classifier", "conv") for weight in ("bias", "kernel")
-    ]
+    config = params.load(REPO / "params.yaml").train
+    model = build_model(config.model, config.dropout)
+    assert sorted(histograms) == sorted(f"{weight.path}/histogram" for weight in model.weights)
     for tag in histograms:
         assert steps(train, tag, "histograms") == list(range(EPOCHS))
 
@@ -66,7 +68,7 @@ def test_graph_text_and_sample_images(logs):
     train = load(logs / "fit" / "train")
     assert "Conv2D" in str(train.Graph())
     assert steps(train, "model_summary", "text") == [0]
-    assert "conv (Conv2D)" in train.Tensors("model_summary")[0].tensor_proto.string_val[0].decode()
+    assert "(Conv2D)" in train.Tensors("model_summary")[0].tensor_proto.string_val[0].decode()
     assert steps(train, "sample_inputs", "images") == [0]
 
 

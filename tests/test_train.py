@@ -17,6 +17,7 @@ def tiny_config(**overrides) -> params.TrainParams:
         "optimizer": "adam",
         "learning_rate": 0.003,
         "lr_schedule": "constant",
+        "label_smoothing": 0.0,
         "dropout": 0.25,
         "seed": 42,
         "histogram_freq": 1,
@@ -56,6 +57,13 @@ def test_same_params_give_bitwise_identical_weights(data):
     second, _ = train_once(data)
     assert weights_hash(first) == weights_hash(second)
     assert history["val_accuracy"][-1] > 0.5  # it learned the synthetic bands
+
+
+def test_default_model_with_label_smoothing_is_deterministic_too(data):
+    first, history = train_once(data, model="conv2_bn", label_smoothing=0.1, optimizer="adamw", batch_size=64)
+    second, _ = train_once(data, model="conv2_bn", label_smoothing=0.1, optimizer="adamw", batch_size=64)
+    assert weights_hash(first) == weights_hash(second)
+    assert set(history) >= {"accuracy", "val_accuracy", "loss", "val_loss"}
 
 
 def test_different_seed_gives_different_weights(data):
