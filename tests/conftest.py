@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import os
 import shutil
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -108,3 +109,9 @@ def project_env() -> dict[str, str]:
         for field, value in (("NAME", "test"), ("EMAIL", "test@example.org"))
     }
     return {**os.environ, **identity, "PATH": bin_dir + os.pathsep + os.environ["PATH"], "DVC_NO_ANALYTICS": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

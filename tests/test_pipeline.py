@@ -75,23 +75,21 @@ def test_repro_then_noop_then_experiment(repo, serve):
     assert stages_run(experiment) == {"train", "evaluate"}
     assert len((project / "reports/history.csv").read_text().splitlines()) == 1 + 1
 
-    # Queued experiments run in the background, one at a time, and all land in `dvc exp show`.
-    for seed in (1, 2):
+    # Queued experiments run in the background, two at a time, and all land in `dvc exp show`.
+    for seed in (1, 2, 3):
         run(["dvc", "exp", "run", "--queue", "-S", f"train.seed={seed}", "-S", "train.epochs=1"], project)
-    run(["dvc", "queue", "start", "-j", "1"], project)
-    deadline = time.monotonic() + 300
+    run(["dvc", "queue", "start", "-j", "2"], project)
+    deadline = time.monotonic() + 400
     while any(w in run(["dvc", "queue", "status"], project) for w in ("Queued", "Running")):
         assert time.monotonic() < deadline, run(["dvc", "queue", "status"], project)
         time.sleep(2)
     assert "Failed" not in run(["dvc", "queue", "status"], project)
     shown = json.loads(run(["dvc", "exp", "show", "--json"], project).splitlines()[-1])
-    experiments = {
-        exp["name"]: exp["data"]["params"]["params.yaml"]["data"]["train"]["seed"]
-        for baseline in shown
-        for exp_group in baseline.get("experiments") or []
-        for exp in exp_group["revs"]
-    }
-    assert sorted(experiments.values()) == [1, 2, 42]
+    runs = [exp for baseline in shown for group in baseline.get("experiments") or [] for exp in group["revs"]]
+    experiments = {exp["name"]: exp["data"]["params"]["params.yaml"]["data"]["train"]["seed"] for exp in runs}
+    assert sorted(experiments.values()) == [1, 2, 3, 42]
+    losses = [exp["data"]["metrics"]["reports/metrics.json"]["data"]["loss"] for exp in runs]
+    assert len(set(losses)) == len(losses), losses  # each seed gave its own model
 
     # The compare command gathers two experiments' TensorBoard logs from the DVC cache, one folder each.
     names = sorted(experiments, key=experiments.get)[:2]

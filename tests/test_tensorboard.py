@@ -1,7 +1,6 @@
 """TensorBoard shows everything for a run: read back with TensorBoard's own reader and served over HTTP."""
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from stages import params
 from stages.model import build_model
-from tests.conftest import REPO, copy_project, project_env, write_dataset
+from tests.conftest import REPO, copy_project, free_port, project_env, write_dataset
 
 EPOCHS = 2
 
@@ -79,12 +78,6 @@ def test_evaluation_images_and_hparams(logs):
     for tag in ("test_accuracy", "test_loss", "val_accuracy"):
         assert steps(evaluation, tag, "scalars") == [0]
     assert "_hparams_/session_start_info" in evaluation.Tags()["tensors"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_tensorboard_serves_the_runs_and_plugins(logs):

@@ -1,0 +1,76 @@
+"""A shared DVC remote on S3 (moto's S3 server on 127.0.0.1): push from one clone, pull into others, re-run nothing."""
+
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.conftest import copy_project, free_port, project_env, write_dataset
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture
+def s3_endpoint():
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(endpoint, timeout=2).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "moto_server did not start"
+            time.sleep(0.3)
+    s3 = boto3.client("s3", endpoint_url=endpoint, **{k.lower(): v for k, v in CREDENTIALS.items() if "KEY" in k})
+    s3.create_bucket(Bucket="team-cache")
+    yield endpoint
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def dvc(project: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["dvc", *args], cwd=project, env=project_env() | CREDENTIALS, capture_output=True, text=True
+    )
+    assert result.returncode == 0, f"dvc {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, env=project_env(), check=True, capture_output=True)
+
+
+def test_push_then_pull_into_fresh_clones_runs_nothing(tmp_path, s3_endpoint):
+    checksums = write_dataset(tmp_path / "mirror")
+    origin = copy_project(
+        tmp_path / "origin", download={"sources": [str(tmp_path / "mirror")], "sha256": checksums}, train={"epochs": 1}
+    )
+    git(origin, "init", "-q")
+    dvc(origin, "init", "-q")
+    dvc(origin, "remote", "add", "-d", "team", "s3://team-cache/fashion-mnist")
+    dvc(origin, "remote", "modify", "team", "endpointurl", s3_endpoint)
+    dvc(origin, "repro")
+    git(origin, "add", "-A")
+    git(origin, "commit", "-qm", "results")
+    assert "pushed" in dvc(origin, "push")
+
+    git(tmp_path, "clone", "-q", str(origin), "second")
+    second = tmp_path / "second"
+    dvc(second, "pull")
+    assert "Data and pipelines are up to date" in dvc(second, "status")
+    assert "Running stage" not in dvc(second, "repro")
+    assert (second / "models/model.keras").exists() and (second / "logs/fit/train").is_dir()
+
+    git(tmp_path, "clone", "-q", str(origin), "third")
+    output = dvc(tmp_path / "third", "repro", "--pull", "--allow-missing")
+    assert "Running stage" not in output
