@@ -16,18 +16,16 @@ from pathlib import Path
 
 from stages import paths
 from stages.errors import StageError, run_stage
+from stages.report import dvc
 
 WORKSPACE = "workspace"
 
 
 def experiment_revisions() -> dict[str, str]:
     """{experiment name: commit} for every DVC experiment in this repository."""
-    result = subprocess.run(["dvc", "exp", "show", "--json", "--all-commits"], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise StageError(f"dvc exp show failed: {result.stderr.strip()}")
     return {
         exp["name"]: exp["rev"]
-        for baseline in json.loads(result.stdout)
+        for baseline in json.loads(dvc("exp", "show", "--json", "--all-commits"))
         for group in baseline.get("experiments") or []
         for exp in group["revs"]
         if exp.get("name")

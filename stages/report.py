@@ -15,6 +15,7 @@ from pathlib import Path
 
 from stages import params
 from stages.errors import StageError, run_stage
+from stages.figures import line_panels, save_png
 from stages.files import write_text
 
 MARKER = "<!-- fashion-mnist-review -->"  # lets the PR workflow find and update its own comment
@@ -23,9 +24,11 @@ CURVES = ("Accuracy", "Loss")
 
 
 def dvc(*args: str) -> str:
+    """Run a DVC command, return its stdout; a failure is one clear error line."""
     result = subprocess.run(["dvc", *args], capture_output=True, text=True)
     if result.returncode != 0:
-        raise StageError(f"dvc {' '.join(args)} failed: {result.stderr.strip().splitlines()[-1:]}")
+        last_line = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        raise StageError(f"dvc {' '.join(args)} failed: {last_line}")
     return result.stdout
 
 
@@ -88,8 +91,6 @@ def curve_specs(base: str) -> dict[str, dict]:
 
 
 def draw_curves(specs: dict[str, dict], path: Path) -> None:
-    from stages.figures import line_panels, save_png
-
     panels = {}
     for name, spec in specs.items():
         series: dict[str, list[tuple[float, float]]] = {}

@@ -93,3 +93,10 @@ def test_gate_rows():
     assert "fell from 0.9000 to 0.8900" in report.gate_failure(rows, 0.005)
     assert report.gate_failure(rows, 0.02) is None
     assert report.gate_failure([("reports/metrics.json:accuracy", None, 0.9, None)], 0.005) is None
+
+
+def test_an_unknown_base_revision_is_one_clear_error(two_commits):
+    result = run_report(two_commits, "--base", "no-such-branch")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: dvc metrics diff no-such-branch")
+    assert len(result.stderr.strip().splitlines()) == 1
