@@ -11,17 +11,13 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import prepared, train_params
-from stages import dataset, tblog, training
-from stages.figures import image_grid, png_bytes
+from stages import tblog, training
 
 
 def run(config, train, val, log_dir: Path | None) -> list[float]:
     model = training.compile_model(config, len(train[0]))
     if log_dir is not None:
-        tblog.write_graph(model, log_dir / "train")
-        tblog.write_text(log_dir / "train", "model_summary", training.model_summary(model))
-        grid = image_grid(train[0][:32], dataset.class_names(train[1][:32]))
-        tblog.write_images(log_dir / "train", {"sample_inputs": png_bytes(grid)})
+        tblog.write_model_overview(model, log_dir / "train", training.model_summary(model), *train)
     return training.fit(model, config, train, val, log_dir)["seconds"]
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from stages import dataset, params, paths
 from stages.errors import StageError, run_stage
 from stages.figures import confusion_matrix_plot, image_grid, png_bytes
-from stages.files import atomic_dir, atomic_path, write_text
+from stages.files import atomic_dir, atomic_path, write_bytes, write_text
 
 
 def load_model(path: Path):
@@ -87,8 +87,7 @@ def main() -> None:
     write_text(paths.METRICS, json.dumps(metrics, indent=2) + "\n")
     write_confusion_csv(y_test, predicted, paths.CONFUSION_CSV)
     confusion_png = png_bytes(confusion_matrix_plot(matrix, list(dataset.CLASS_NAMES)))
-    with atomic_path(paths.CONFUSION_PNG) as tmp:
-        tmp.write_bytes(confusion_png)
+    write_bytes(paths.CONFUSION_PNG, confusion_png)
 
     from stages import tblog  # TensorFlow is loaded by now, with the model
 

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from stages.files import atomic_path
+from stages.files import write_bytes
 
 
 def png_bytes(figure: plt.Figure) -> bytes:
@@ -20,8 +20,7 @@ def png_bytes(figure: plt.Figure) -> bytes:
 
 
 def save_png(figure: plt.Figure, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(png_bytes(figure))
+    write_bytes(path, png_bytes(figure))
 
 
 def image_grid(images: np.ndarray, titles: list[str], columns: int = 8) -> plt.Figure:

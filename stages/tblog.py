@@ -6,6 +6,8 @@ import keras
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
+from stages.dataset import class_names
+from stages.figures import image_grid, png_bytes
 from stages.model import INPUT_SHAPE
 
 
@@ -29,15 +31,16 @@ def write_images(run_dir: Path, pngs: dict[str, bytes], step: int = 0) -> None:
             tf.summary.image(tag, tf.image.decode_png(png, channels=4)[tf.newaxis], step=step)
 
 
-def write_scalars(run_dir: Path, values: dict[str, float], step: int = 0) -> None:
-    with tf.summary.create_file_writer(str(run_dir)).as_default():
-        for tag, value in values.items():
-            tf.summary.scalar(tag, value, step=step)
-
-
 def write_hparams(run_dir: Path, hparams: dict[str, object], metrics: dict[str, float]) -> None:
     """One HParams session: the run's hyperparameters with its final metrics, so runs can be ranked."""
     with tf.summary.create_file_writer(str(run_dir)).as_default():
         hparams_api.hparams(hparams)
         for tag, value in metrics.items():
             tf.summary.scalar(tag, value, step=0)
+
+
+def write_model_overview(model: keras.Model, run_dir: Path, summary: str, images, labels) -> None:
+    """What a training run logs before its first epoch: graph, model summary, a grid of sample inputs."""
+    write_graph(model, run_dir)
+    write_text(run_dir, "model_summary", summary)
+    write_images(run_dir, {"sample_inputs": png_bytes(image_grid(images[:32], class_names(labels[:32])))})

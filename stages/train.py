@@ -12,7 +12,6 @@ from pathlib import Path
 
 from stages import dataset, params, paths
 from stages.errors import run_stage
-from stages.figures import image_grid, png_bytes
 from stages.files import atomic_dir, atomic_path, write_text
 
 
@@ -36,10 +35,7 @@ def main() -> None:
     model = training.compile_model(config, len(train[0]))
     summary = training.model_summary(model)
     with atomic_dir(paths.FIT_LOGS) as log_dir:
-        tblog.write_graph(model, log_dir / "train")
-        tblog.write_text(log_dir / "train", "model_summary", summary)
-        samples = image_grid(train[0][:32], dataset.class_names(train[1][:32]))
-        tblog.write_images(log_dir / "train", {"sample_inputs": png_bytes(samples)})
+        tblog.write_model_overview(model, log_dir / "train", summary, *train)
         history = training.fit(model, config, train, val, log_dir)
     train_seconds = time.perf_counter() - started
 

@@ -13,7 +13,7 @@ from stages.model import build_model
 
 
 class EpochStats(keras.callbacks.Callback):
-    """Adds each epoch's wall time, training throughput and learning rate to the history."""
+    """Adds each epoch's wall time (validation included), training throughput and learning rate to the history."""
 
     def __init__(self, train_images: int):
         super().__init__()
@@ -21,11 +21,16 @@ class EpochStats(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
+        self.training_seconds = None
+
+    def on_test_begin(self, logs=None):  # validation starts: the epoch's training part is over
+        if self.training_seconds is None:
+            self.training_seconds = time.perf_counter() - self.started
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self.started
         logs["seconds"] = seconds  # TensorBoard tag: epoch_seconds
-        logs["images_per_second"] = self.train_images / seconds
+        logs["images_per_second"] = self.train_images / (self.training_seconds or seconds)
         logs["learning_rate"] = float(self.model.optimizer.learning_rate)
 
 
