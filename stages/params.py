@@ -19,6 +19,7 @@ from stages.errors import StageError
 Architecture = Literal["seed", "conv2_bn"]
 Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
 Schedule = Literal["constant", "cosine"]
+Distribute = Literal["auto", "none", "multi_worker"]
 
 
 def _sha256(value: str) -> str:
@@ -61,6 +62,7 @@ class TrainParams(Section):
     label_smoothing: float = Field(ge=0, lt=1)
     seed: int = Field(ge=0)
     histogram_freq: int = Field(ge=0)
+    distribute: Distribute
 
 
 class ReviewParams(Section):

@@ -2,15 +2,17 @@
 
 Writes models/model.keras, its summary, per-epoch history (a `dvc plots` file) and the
 final validation metrics. TensorBoard logs go to logs/fit/: scalars, histograms, the graph,
-the model summary and a grid of sample inputs.
+the model summary and a grid of sample inputs. In a multi-worker run (train.distribute =
+multi_worker) every worker runs this stage with its own TF_CONFIG and only the chief writes.
 """
 
 import csv
 import json
+import tempfile
 import time
 from pathlib import Path
 
-from stages import dataset, params, paths
+from stages import dataset, distribute, params, paths
 from stages.errors import run_stage
 from stages.files import atomic_dir, atomic_path, write_text
 
@@ -26,17 +28,28 @@ def write_history(history: dict[str, list[float]], path: Path) -> None:
 
 def main() -> None:
     config = params.load().train
+    if config.distribute == "multi_worker":
+        distribute.read_tf_config()
     train = dataset.load_arrays(paths.TRAIN_ARRAYS)
     val = dataset.load_arrays(paths.VAL_ARRAYS)
     # TensorFlow takes seconds to load: only once params and data are known good.
     from stages import tblog, training
 
+    strategy = distribute.strategy_for(config.distribute)
+    chief = distribute.is_chief(strategy)
     started = time.perf_counter()
-    model = training.compile_model(config, len(train[0]))
+    with strategy.scope():
+        model = training.compile_model(config, len(train[0]))
     summary = training.model_summary(model)
+    if not chief:  # another worker of a multi-worker run: train in step, leave the outputs to the chief
+        history = training.fit(model, config, train, val, None, strategy)
+        with tempfile.TemporaryDirectory() as scratch:
+            model.save(Path(scratch) / "model.keras")  # every worker saves: saving may need all of them
+        print(f"train: worker done, weights sha256 {training.weights_sha256(model)}")
+        return
     with atomic_dir(paths.FIT_LOGS) as log_dir:
         tblog.write_model_overview(model, log_dir / "train", summary, *train)
-        history = training.fit(model, config, train, val, log_dir)
+        history = training.fit(model, config, train, val, log_dir, strategy)
     train_seconds = time.perf_counter() - started
 
     with atomic_path(paths.MODEL) as tmp:
@@ -51,6 +64,7 @@ def main() -> None:
     }
     write_text(paths.TRAIN_METRICS, json.dumps(final, indent=2) + "\n")
     print(f"train: {train_seconds:.1f}s, validation accuracy {final['val_accuracy']:.4f}")
+    print(f"train: weights sha256 {training.weights_sha256(model)}")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Training with Keras and TensorBoard: what the train stage runs once its inputs are known good."""
 
+import hashlib
 import io
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from stages import params
 from stages.dataset import CLASS_NAMES
@@ -59,27 +61,92 @@ def targets(labels: np.ndarray, config: params.TrainParams) -> np.ndarray:
     return keras.utils.to_categorical(labels, len(CLASS_NAMES)) if config.label_smoothing else labels
 
 
+def callbacks(config: params.TrainParams, train_images: int, log_dir: Path | None) -> list[keras.callbacks.Callback]:
+    # EpochStats comes first so TensorBoard logs its numbers too.
+    chosen: list[keras.callbacks.Callback] = [EpochStats(train_images)]
+    if log_dir is not None:
+        chosen.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=config.histogram_freq))
+    return chosen
+
+
 def fit(
     model: keras.Model,
     config: params.TrainParams,
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray],
     log_dir: Path | None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> dict[str, list[float]]:
-    # EpochStats comes first so TensorBoard logs its numbers too.
-    callbacks: list[keras.callbacks.Callback] = [EpochStats(len(train[0]))]
-    if log_dir is not None:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=config.histogram_freq))
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return fit_across_workers(model, strategy, config, train, val, log_dir)
     history = model.fit(
         train[0],
         targets(train[1], config),
         batch_size=config.batch_size,
         epochs=config.epochs,
         validation_data=(val[0], targets(val[1], config)),
-        callbacks=callbacks,
+        callbacks=callbacks(config, len(train[0]), log_dir),
         verbose=2,
     )
     return history.history
+
+
+def fit_across_workers(
+    model: keras.Model,
+    strategy: tf.distribute.MultiWorkerMirroredStrategy,
+    config: params.TrainParams,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    log_dir: Path | None,
+) -> dict[str, list[float]]:
+    """What model.fit does, as a loop of strategy.run over the model's own train_step.
+
+    Keras 3's model.fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585). Its
+    train_step works inside strategy.run: the loss is scaled for the global batch and gradients
+    are all-reduced across workers, so every worker ends with the same weights.
+    """
+    dataset = tf.data.Dataset.from_tensor_slices((train[0], targets(train[1], config)))
+    dataset = dataset.shuffle(len(train[0]), seed=config.seed).batch(config.batch_size)
+    options = tf.data.Options()  # every worker reads the same arrays and takes its share of each batch
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    batches = strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+    @tf.function
+    def train_step(batch):
+        strategy.run(model.train_step, args=(batch,))
+
+    @tf.function
+    def predict(images):  # this worker's copy of the (identical) weights: no communication
+        return model(images, training=False)
+
+    callback_list = keras.callbacks.CallbackList(
+        callbacks(config, len(train[0]), log_dir), add_history=True, add_progbar=True, model=model,
+        verbose=2, epochs=config.epochs, steps=-(-len(train[0]) // config.batch_size),
+    )  # fmt: skip
+    val_targets = targets(val[1], config)
+    callback_list.on_train_begin()
+    for epoch in range(config.epochs):
+        model.reset_metrics()
+        callback_list.on_epoch_begin(epoch)
+        for batch in batches:
+            train_step(batch)
+        logs = {name: float(value) for name, value in model.get_metrics_result().items()}
+        callback_list.on_test_begin()
+        probabilities = np.concatenate([predict(val[0][i : i + 1000]).numpy() for i in range(0, len(val[0]), 1000)])
+        logs["val_loss"] = float(model.loss(val_targets, probabilities))
+        logs["val_accuracy"] = float(np.mean(probabilities.argmax(axis=1) == val[1]))
+        callback_list.on_test_end()
+        callback_list.on_epoch_end(epoch, logs)
+    callback_list.on_train_end()
+    return model.history.history
+
+
+def weights_sha256(model: keras.Model) -> str:
+    """A digest of every weight's bytes: equal digests mean bitwise-identical models (file hashes differ)."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()
 
 
 def model_summary(model: keras.Model) -> str:

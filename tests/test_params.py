@@ -33,6 +33,7 @@ def test_every_architecture_name_is_buildable():
         ("train", "model", "resnet9000", "train.model = 'resnet9000': Input should be 'seed' or 'conv2_bn'"),
         ("train", "optimizer", "adamm", "train.optimizer = 'adamm'"),
         ("train", "learning_rate", "fast", "train.learning_rate = 'fast': Input should be a valid number"),
+        ("train", "distribute", "horovod", "train.distribute = 'horovod': Input should be 'auto', 'none' or"),
         ("preprocess", "val_fraction", 1.5, "preprocess.val_fraction = 1.5: Input should be less than 1"),
         ("preprocess", "val_fraction", 0, "preprocess.val_fraction = 0: Input should be greater than 0"),
         ("download", "sources", [], "download.sources = []"),

@@ -1,7 +1,5 @@
 import csv
-import hashlib
 
-import numpy as np
 import pytest
 
 from stages import params, train, training
@@ -21,6 +19,7 @@ def tiny_config(**overrides) -> params.TrainParams:
         "dropout": 0.25,
         "seed": 42,
         "histogram_freq": 1,
+        "distribute": "auto",
     }
     return params.TrainParams(**(values | overrides))
 
@@ -31,11 +30,7 @@ def data():
     return (x[:200, ..., None], y[:200]), (x[200:, ..., None], y[200:])
 
 
-def weights_hash(model) -> str:
-    digest = hashlib.sha256()
-    for weight in model.get_weights():
-        digest.update(np.ascontiguousarray(weight).tobytes())
-    return digest.hexdigest()
+weights_hash = training.weights_sha256
 
 
 def train_once(data, log_dir=None, **overrides):
