@@ -1,9 +1,10 @@
 """Stage `evaluate`: score the trained model on the test set.
 
-Writes reports/metrics.json (test accuracy, loss, per-class accuracy; tracked by
-`dvc metrics`) and the confusion matrix as a `dvc plots` CSV and a PNG. TensorBoard gets
-logs/evaluate/: the confusion matrix, misclassified test images, and the run's hparams
-with validation and test accuracy for the HParams tab.
+Writes reports/metrics.json (test accuracy, loss, per-class accuracy; tracked by `dvc metrics`)
+and the confusion matrix as a `dvc plots` CSV and a PNG. With evaluate.mirror_average, each
+prediction is the average over the image and its mirror image. TensorBoard gets logs/evaluate/:
+the confusion matrix, misclassified test images, and the run's hparams with validation and
+test accuracy for the HParams tab.
 """
 
 import csv
@@ -38,17 +39,26 @@ def cross_entropy(labels: np.ndarray, probabilities: np.ndarray) -> float:
     return float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
 
 
+def predict(model, images: np.ndarray) -> np.ndarray:
+    return model.predict(images, batch_size=1024, verbose=0)
+
+
+def mirror(images: np.ndarray) -> np.ndarray:
+    return images[:, :, ::-1]  # (N, height, width, channels): reverse the width
+
+
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
     matrix = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(matrix, (labels, predicted), 1)
     return matrix
 
 
-def test_metrics(loss: float, matrix: np.ndarray) -> dict:
+def test_metrics(loss: float, matrix: np.ndarray, single_view_accuracy: float) -> dict:
     per_class = matrix.diagonal() / matrix.sum(axis=1).clip(min=1)
     return {
         "accuracy": round(float(matrix.diagonal().sum() / matrix.sum()), 4),
         "loss": round(float(loss), 4),
+        "single_view_accuracy": round(single_view_accuracy, 4),  # the model's own predict(), no averaging
         "per_class_accuracy": {name: round(float(a), 4) for name, a in zip(dataset.CLASS_NAMES, per_class)},
     }
 
@@ -68,8 +78,12 @@ def misclassified_grid(images: np.ndarray, labels: np.ndarray, predicted: np.nda
 
 
 def run_hparams(config: params.Params) -> dict[str, object]:
-    """What TensorBoard's HParams tab ranks runs by: every train param and the validation split."""
-    return {**config.train.model_dump(), "val_fraction": config.preprocess.val_fraction}
+    """What TensorBoard's HParams tab ranks runs by: every train param, the validation split, mirror averaging."""
+    return {
+        **config.train.model_dump(),
+        "val_fraction": config.preprocess.val_fraction,
+        "mirror_average": config.evaluate.mirror_average,
+    }
 
 
 def main() -> None:
@@ -78,11 +92,14 @@ def main() -> None:
     x_test, y_test = dataset.load_arrays(paths.TEST_ARRAYS)
     model = load_model(paths.MODEL)
     val_accuracy = json.loads(paths.TRAIN_METRICS.read_text())["val_accuracy"]  # written with the model
-    probabilities = model.predict(x_test, batch_size=1024, verbose=0)
+    probabilities = predict(model, x_test)
+    single_view_accuracy = float(np.mean(probabilities.argmax(axis=1) == y_test))
+    if config.evaluate.mirror_average:
+        probabilities = (probabilities + predict(model, mirror(x_test))) / 2
     predicted = probabilities.argmax(axis=1)
     loss = cross_entropy(y_test, probabilities)
     matrix = confusion_matrix(y_test, predicted, len(dataset.CLASS_NAMES))
-    metrics = test_metrics(loss, matrix)
+    metrics = test_metrics(loss, matrix, single_view_accuracy)
 
     write_text(paths.METRICS, json.dumps(metrics, indent=2) + "\n")
     write_confusion_csv(y_test, predicted, paths.CONFUSION_CSV)

@@ -20,6 +20,7 @@ Architecture = Literal["seed", "conv2_bn"]
 Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
 Schedule = Literal["constant", "cosine"]
 Distribute = Literal["auto", "none", "multi_worker"]
+Augment = Literal["none", "flip"]
 
 
 def _sha256(value: str) -> str:
@@ -60,9 +61,14 @@ class TrainParams(Section):
     lr_schedule: Schedule
     dropout: float = Field(ge=0, lt=1)
     label_smoothing: float = Field(ge=0, lt=1)
+    augment: Augment
     seed: int = Field(ge=0)
     histogram_freq: int = Field(ge=0)
     distribute: Distribute
+
+
+class EvaluateParams(Section):
+    mirror_average: bool
 
 
 class ReviewParams(Section):
@@ -73,6 +79,7 @@ class Params(Section):
     download: DownloadParams
     preprocess: PreprocessParams
     train: TrainParams
+    evaluate: EvaluateParams
     review: ReviewParams
 
 

@@ -61,6 +61,20 @@ def targets(labels: np.ndarray, config: params.TrainParams) -> np.ndarray:
     return keras.utils.to_categorical(labels, len(CLASS_NAMES)) if config.label_smoothing else labels
 
 
+def batches(config: params.TrainParams, images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
+    """Training batches in a fresh seeded order each epoch; with `augment: flip`, half the images mirrored.
+
+    The flip is Keras' RandomFlip layer run in the input pipeline rather than in the model: it applies
+    to training only by construction, stays out of the saved model, and costs almost nothing there.
+    """
+    dataset = tf.data.Dataset.from_tensor_slices((images, targets(labels, config)))
+    dataset = dataset.shuffle(len(images), seed=config.seed).batch(config.batch_size)
+    if config.augment == "flip":
+        flip = keras.layers.RandomFlip("horizontal", seed=config.seed)
+        dataset = dataset.map(lambda x, y: (tf.cast(flip(x, training=True), x.dtype), y))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
 def callbacks(config: params.TrainParams, train_images: int, log_dir: Path | None) -> list[keras.callbacks.Callback]:
     # EpochStats comes first so TensorBoard logs its numbers too.
     chosen: list[keras.callbacks.Callback] = [EpochStats(train_images)]
@@ -80,11 +94,11 @@ def fit(
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return fit_across_workers(model, strategy, config, train, val, log_dir)
     history = model.fit(
-        train[0],
-        targets(train[1], config),
-        batch_size=config.batch_size,
+        batches(config, *train),
+        shuffle=False,  # batches() shuffles, seeded
         epochs=config.epochs,
         validation_data=(val[0], targets(val[1], config)),
+        validation_batch_size=config.batch_size,
         callbacks=callbacks(config, len(train[0]), log_dir),
         verbose=2,
     )
@@ -105,11 +119,9 @@ def fit_across_workers(
     train_step works inside strategy.run: the loss is scaled for the global batch and gradients
     are all-reduced across workers, so every worker ends with the same weights.
     """
-    dataset = tf.data.Dataset.from_tensor_slices((train[0], targets(train[1], config)))
-    dataset = dataset.shuffle(len(train[0]), seed=config.seed).batch(config.batch_size)
     options = tf.data.Options()  # every worker reads the same arrays and takes its share of each batch
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    batches = strategy.experimental_distribute_dataset(dataset.with_options(options))
+    distributed = strategy.experimental_distribute_dataset(batches(config, *train).with_options(options))
 
     @tf.function
     def train_step(batch):
@@ -128,7 +140,7 @@ def fit_across_workers(
     for epoch in range(config.epochs):
         model.reset_metrics()
         callback_list.on_epoch_begin(epoch)
-        for batch in batches:
+        for batch in distributed:
             train_step(batch)
         logs = {name: float(value) for name, value in model.get_metrics_result().items()}
         callback_list.on_test_begin()

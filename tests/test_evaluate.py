@@ -17,8 +17,9 @@ def test_metrics_from_the_confusion_matrix():
     matrix = np.zeros((10, 10), dtype=int)
     np.fill_diagonal(matrix, 9)
     matrix[6, 0] = 9  # every other Shirt taken for a T-shirt
-    metrics = evaluate.test_metrics(0.25, matrix)
+    metrics = evaluate.test_metrics(0.25, matrix, single_view_accuracy=0.8)
     assert metrics["accuracy"] == round(90 / 99, 4)
+    assert metrics["single_view_accuracy"] == 0.8
     assert metrics["loss"] == 0.25
     assert metrics["per_class_accuracy"]["Shirt"] == 0.5
     assert metrics["per_class_accuracy"]["Trouser"] == 1.0
@@ -65,3 +66,9 @@ def test_misclassified_grid_with_and_without_mistakes():
     labels = np.array([0, 1, 2, 3])
     assert evaluate.misclassified_grid(images, labels, labels)[:4] == b"\x89PNG"  # a perfect model
     assert evaluate.misclassified_grid(images, labels, np.array([0, 1, 3, 3]))[:4] == b"\x89PNG"
+
+
+def test_mirror_reverses_the_width_only():
+    images = np.arange(2 * 2 * 3).reshape(2, 2, 3, 1)
+    np.testing.assert_array_equal(evaluate.mirror(images)[1, 0, :, 0], [8, 7, 6])
+    np.testing.assert_array_equal(evaluate.mirror(evaluate.mirror(images)), images)

@@ -71,7 +71,14 @@ def test_repro_then_noop_then_experiment(repo, serve):
 
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "baseline"], project)
-    experiment = run(["dvc", "exp", "run", "-S", "train.epochs=1"], project)
+    # Mirror averaging is an evaluate param: only evaluate re-runs, on the same model.
+    averaged = run(["dvc", "exp", "run", "-S", "evaluate.mirror_average=true"], project)
+    assert stages_run(averaged) == {"evaluate"}
+    with_mirrors = json.loads((project / "reports/metrics.json").read_text())
+    assert with_mirrors["single_view_accuracy"] == metrics["accuracy"] == metrics["single_view_accuracy"]
+    assert with_mirrors["loss"] != metrics["loss"]
+
+    experiment = run(["dvc", "exp", "run", "-S", "train.epochs=1", "-S", "evaluate.mirror_average=false"], project)
     assert stages_run(experiment) == {"train", "evaluate"}
     assert len((project / "reports/history.csv").read_text().splitlines()) == 1 + 1
 

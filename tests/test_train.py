@@ -1,5 +1,6 @@
 import csv
 
+import numpy as np
 import pytest
 
 from stages import params, train, training
@@ -16,6 +17,7 @@ def tiny_config(**overrides) -> params.TrainParams:
         "learning_rate": 0.003,
         "lr_schedule": "constant",
         "label_smoothing": 0.0,
+        "augment": "none",
         "dropout": 0.25,
         "seed": 42,
         "histogram_freq": 1,
@@ -54,11 +56,26 @@ def test_same_params_give_bitwise_identical_weights(data):
     assert history["val_accuracy"][-1] > 0.5  # it learned the synthetic bands
 
 
-def test_default_model_with_label_smoothing_is_deterministic_too(data):
-    first, history = train_once(data, model="conv2_bn", label_smoothing=0.1, optimizer="adamw", batch_size=64)
-    second, _ = train_once(data, model="conv2_bn", label_smoothing=0.1, optimizer="adamw", batch_size=64)
+def test_default_model_with_flips_and_label_smoothing_is_deterministic_too(data):
+    options = {"model": "conv2_bn", "augment": "flip", "label_smoothing": 0.1, "optimizer": "adamw", "batch_size": 64}
+    first, history = train_once(data, **options)
+    second, _ = train_once(data, **options)
     assert weights_hash(first) == weights_hash(second)
     assert set(history) >= {"accuracy", "val_accuracy", "loss", "val_loss"}
+
+
+@pytest.mark.parametrize("augment", ["none", "flip"])
+def test_batches_cover_every_image_once_flipping_about_half_with_flip(data, augment):
+    (x, y), _ = data
+    as_is = {image.tobytes(): label for image, label in zip(x, y)}
+    mirrored = {image[:, ::-1].tobytes(): label for image, label in zip(x, y)}
+    seen = [(image, label) for images, labels in training.batches(tiny_config(augment=augment), x, y)
+            for image, label in zip(images.numpy(), labels.numpy())]  # fmt: skip
+    assert len(seen) == len(x)
+    flipped = [image.tobytes() in mirrored for image, _ in seen]
+    for (image, label), was_flipped in zip(seen, flipped):
+        assert (mirrored if was_flipped else as_is)[image.tobytes()] == label
+    assert 0.3 < np.mean(flipped) < 0.7 if augment == "flip" else not any(flipped)
 
 
 def test_different_seed_gives_different_weights(data):
