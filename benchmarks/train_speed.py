@@ -5,7 +5,8 @@
 (a) the article's way: float32 arrays scaled in NumPy, one-hot labels, `model.fit` on NumPy arrays;
 (b) our stage: `stages.training` on the prepared uint8 arrays (scaling inside the model).
 Same model (the article's CNN), batch size and epochs, one after the other in one process; then
-the default model's images/s and how far it is from this CPU's measured matmul peak.
+the default model's images/s, how far it is from this CPU's measured matmul peak, and what
+random flips (train.augment) cost.
 """
 
 import argparse
@@ -92,6 +93,12 @@ def main() -> None:
     print(f"default model {default.model}, batch {default.batch_size}: {speed:.0f} images/s")
     print(f"  {flops / 1e6:.1f} MFLOP per training image -> {achieved:.1f} GFLOP/s")
     print(f"  float32 matmul peak here: {peak:.1f} GFLOP/s -> {100 * achieved / peak:.0f}% of peak")
+
+    other = "none" if default.augment == "flip" else "flip"
+    other_speed = images / our_stage(default.model_copy(update={"augment": other}), train, val)
+    flipped, unflipped = (speed, other_speed) if default.augment == "flip" else (other_speed, speed)
+    print(f"  random flips in the input pipeline: {flipped:.0f} vs {unflipped:.0f} images/s without,")
+    print(f"  ratio with/without: {flipped / unflipped:.2f}")
 
 
 if __name__ == "__main__":

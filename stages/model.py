@@ -40,8 +40,8 @@ def conv_block(index: int, filters: int) -> list[layers.Layer]:
 def conv2_bn(dropout: float) -> keras.Model:
     """Two conv blocks with batch norm and a dense head: the small-CNN class that reaches 0.92-0.93.
 
-    No augmentation: Keras' RandomFlip made epochs 1.7x slower on this CPU (65 s vs 38 s), which the
-    10-minute budget cannot afford.
+    Dense(256) rather than 128: validation accuracy 0.9315 vs 0.9294 (flips, dropout 0.15, 12 epochs)
+    for 1.6 of 26 MFLOP per training image.
     """
     return keras.Sequential(
         [
@@ -51,7 +51,7 @@ def conv2_bn(dropout: float) -> keras.Model:
             *conv_block(2, 64),
             layers.Flatten(name="flatten"),
             layers.Dropout(dropout, name="dropout_1"),
-            layers.Dense(128, activation="relu", name="dense"),
+            layers.Dense(256, activation="relu", name="dense"),
             layers.Dropout(dropout, name="dropout_2"),
             layers.Dense(len(CLASS_NAMES), activation="softmax", name="classifier"),
         ],

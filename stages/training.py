@@ -67,8 +67,10 @@ def batches(config: params.TrainParams, images: np.ndarray, labels: np.ndarray) 
     The flip is Keras' RandomFlip layer run in the input pipeline rather than in the model: it applies
     to training only by construction, stays out of the saved model, and costs almost nothing there.
     """
-    dataset = tf.data.Dataset.from_tensor_slices((images, targets(labels, config)))
-    dataset = dataset.shuffle(len(images), seed=config.seed).batch(config.batch_size)
+    images, labels = tf.constant(images), tf.constant(targets(labels, config))
+    # Shuffle indices and gather whole batches: per-image tf.data elements cost more than the step at batch 32.
+    order = tf.data.Dataset.range(len(images)).shuffle(len(images), seed=config.seed).batch(config.batch_size)
+    dataset = order.map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
     if config.augment == "flip":
         flip = keras.layers.RandomFlip("horizontal", seed=config.seed)
         dataset = dataset.map(lambda x, y: (tf.cast(flip(x, training=True), x.dtype), y))
