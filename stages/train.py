@@ -40,13 +40,13 @@ def main() -> None:
     started = time.perf_counter()
     with strategy.scope():
         model = training.compile_model(config, len(train[0]))
-    summary = training.model_summary(model)
     if not chief:  # another worker of a multi-worker run: train in step, leave the outputs to the chief
-        history = training.fit(model, config, train, val, None, strategy)
+        training.fit(model, config, train, val, None, strategy)
         with tempfile.TemporaryDirectory() as scratch:
             model.save(Path(scratch) / "model.keras")  # every worker saves: saving may need all of them
         print(f"train: worker done, weights sha256 {training.weights_sha256(model)}")
         return
+    summary = training.model_summary(model)
     with atomic_dir(paths.FIT_LOGS) as log_dir:
         tblog.write_model_overview(model, log_dir / "train", summary, *train)
         history = training.fit(model, config, train, val, log_dir, strategy)
