@@ -32,9 +32,6 @@ def data():
     return (x[:200, ..., None], y[:200]), (x[200:, ..., None], y[200:])
 
 
-weights_hash = training.weights_sha256
-
-
 def train_once(data, log_dir=None, **overrides):
     config = tiny_config(**overrides)
     model = training.compile_model(config, len(data[0][0]))
@@ -52,7 +49,7 @@ def test_seed_model_is_the_articles_cnn():
 def test_same_params_give_bitwise_identical_weights(data):
     first, history = train_once(data)
     second, _ = train_once(data)
-    assert weights_hash(first) == weights_hash(second)
+    assert training.weights_sha256(first) == training.weights_sha256(second)
     assert history["val_accuracy"][-1] > 0.5  # it learned the synthetic bands
 
 
@@ -60,7 +57,7 @@ def test_default_model_with_flips_and_label_smoothing_is_deterministic_too(data)
     options = {"model": "conv2_bn", "augment": "flip", "label_smoothing": 0.1, "optimizer": "adamw", "batch_size": 64}
     first, history = train_once(data, **options)
     second, _ = train_once(data, **options)
-    assert weights_hash(first) == weights_hash(second)
+    assert training.weights_sha256(first) == training.weights_sha256(second)
     assert set(history) >= {"accuracy", "val_accuracy", "loss", "val_loss"}
 
 
@@ -81,7 +78,7 @@ def test_batches_cover_every_image_once_flipping_about_half_with_flip(data, augm
 def test_different_seed_gives_different_weights(data):
     first, _ = train_once(data)
     other, _ = train_once(data, seed=43)
-    assert weights_hash(first) != weights_hash(other)
+    assert training.weights_sha256(first) != training.weights_sha256(other)
 
 
 def test_cosine_schedule_decays_the_learning_rate(data):
