@@ -15,16 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
-from stages import dataset, params, paths
+from stages import dataset, params, paths, runtime
 from stages.errors import StageError, run_stage
 from stages.figures import confusion_matrix_plot, image_grid, png_bytes
 from stages.files import atomic_dir, atomic_path, write_bytes, write_text
 
 
-def load_model(path: Path):
+def load_model(path: Path, runtime_params: params.RuntimeParams):
     if not path.exists():
         raise StageError(f"{path}: not found (run the train stage first)")
+    runtime.pin(runtime_params)  # predictions depend on the instruction set and threads too
     import keras  # TensorFlow takes seconds to load: only once the inputs are there
+
+    runtime.configure_tensorflow(runtime_params)
 
     try:
         # safe_mode refuses models that would run arbitrary code (lambda layers) when loaded.
@@ -90,7 +93,7 @@ def main() -> None:
     config = params.load()
     started = time.perf_counter()
     x_test, y_test = dataset.load_arrays(paths.TEST_ARRAYS)
-    model = load_model(paths.MODEL)
+    model = load_model(paths.MODEL, config.runtime)
     val_accuracy = json.loads(paths.TRAIN_METRICS.read_text())["val_accuracy"]  # written with the model
     probabilities = predict(model, x_test)
     single_view_accuracy = float(np.mean(probabilities.argmax(axis=1) == y_test))

@@ -21,6 +21,7 @@ Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
 Schedule = Literal["constant", "cosine"]
 Distribute = Literal["auto", "none", "multi_worker"]
 Augment = Literal["none", "flip"]
+RuntimeMode = Literal["exact", "native"]
 
 
 def _sha256(value: str) -> str:
@@ -67,6 +68,11 @@ class TrainParams(Section):
     distribute: Distribute
 
 
+class RuntimeParams(Section):
+    mode: RuntimeMode
+    threads: int = Field(ge=1, le=1024)
+
+
 class EvaluateParams(Section):
     mirror_average: bool
 
@@ -79,6 +85,7 @@ class Params(Section):
     download: DownloadParams
     preprocess: PreprocessParams
     train: TrainParams
+    runtime: RuntimeParams
     evaluate: EvaluateParams
     review: ReviewParams
 

@@ -28,6 +28,7 @@ REPORTS = Path("reports")
 SAMPLES_PNG = REPORTS / "samples.png"
 HISTORY_CSV = REPORTS / "history.csv"
 TRAIN_METRICS = REPORTS / "train_metrics.json"
+FINGERPRINT = REPORTS / "fingerprint.json"  # weights digest and what decided the bits
 METRICS = REPORTS / "metrics.json"
 CONFUSION_CSV = REPORTS / "confusion.csv"
 CONFUSION_PNG = REPORTS / "confusion.png"

@@ -1,124 +1,408 @@
-"""Pull-request review: metrics, params and training curves of the workspace against a base revision.
+"""Pull-request review: what HEAD commits against what the base commits, whether it is stale, whether it reproduces.
 
-    python -m stages.report --base main [--out review] [--gate]
+    python -m stages.report --base main [--reproduce] [--comment PR] [--out review]
 
-Writes review/report.md (metrics table, changed params, curves), review/curves.png and the
-Vega-Lite spec review/curves.vl.json. Everything comes from `dvc metrics diff`, `dvc params diff`
-and `dvc plots diff`; with --gate it exits 1 when test accuracy drops by more than
-params `review.max_accuracy_drop`.
+1. Committed results: `dvc metrics diff`, `dvc params diff` and `dvc plots diff` between the base revision
+   and HEAD as committed, so a reviewer sees the author's claim without any training.
+2. Stale results: `dvc status` in a fresh checkout of HEAD (a git worktree with an empty DVC cache) names
+   every stage whose code, params or command changed after its dvc.lock entry ("forgot `dvc repro`").
+3. With --reproduce, the pipeline runs again from the data in that checkout. In exact mode (params
+   `runtime.mode`) the weights digest must equal the committed one; otherwise test accuracy must be
+   within `review.max_accuracy_drop` of the committed value (the measured seed-to-seed noise).
+4. The gate: HEAD's committed test accuracy may fall at most `review.max_accuracy_drop` below the base's.
+
+Writes review/report.md (training curves inline as Mermaid charts, which GitHub renders), appends it
+to $GITHUB_STEP_SUMMARY when set and, with --comment, posts it as one pull-request comment that later
+runs update (stages/github.py). Exits 1, after all that, if a check failed.
 """
 
 import argparse
 import json
+import os
 import subprocess
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from stages import params
+import yaml
+
+from stages import github, params, paths
 from stages.errors import StageError, run_stage
-from stages.figures import line_panels, save_png
 from stages.files import write_text
 
-MARKER = "<!-- fashion-mnist-review -->"  # lets the PR workflow find and update its own comment
-HEADLINE = ("reports/metrics.json", "accuracy")
-CURVES = ("Accuracy", "Loss")
+MARKER = "<!-- fashion-mnist-review -->"  # lets the workflow find and update its own comment
+HEADLINE = "accuracy"
+# Metrics shown in the main table, in order (file, key); the rest (per-class accuracy) are folded away.
+MAIN_METRICS = [
+    (paths.METRICS, "accuracy"),
+    (paths.METRICS, "single_view_accuracy"),
+    (paths.METRICS, "loss"),
+    (paths.TRAIN_METRICS, "val_accuracy"),
+    (paths.TRAIN_METRICS, "val_loss"),
+    (paths.TRAIN_METRICS, "parameters"),
+    (paths.TRAIN_METRICS, "train_seconds"),
+]
+CURVES = {"Accuracy": ("accuracy", "val_accuracy"), "Loss": ("loss", "val_loss")}  # dvc.yaml plot ids
+# Mermaid has no legend: each line's colour is fixed here and named under the chart.
+LINE_COLOURS = {
+    "base train": ("#9ecae1", "light blue"),
+    "base validation": ("#1f77b4", "blue"),
+    "head train": ("#fdae6b", "light orange"),
+    "head validation": ("#d62728", "red"),
+}
 
 
-def dvc(*args: str) -> str:
-    """Run a DVC command, return its stdout; a failure is one clear error line."""
-    result = subprocess.run(["dvc", *args], capture_output=True, text=True)
+def run(command: list[str], cwd: Path | None = None) -> str:
+    """Run git or dvc, return stdout; a failure is one clear error line."""
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
         last_line = (result.stderr.strip().splitlines() or ["no message"])[-1]
-        raise StageError(f"dvc {' '.join(args)} failed: {last_line}")
+        raise StageError(f"{' '.join(command)} failed: {last_line}")
     return result.stdout
 
 
-def metric_rows(diff: dict) -> list[tuple[str, float | None, float | None, float | None]]:
-    """(name, base, head, change) for every metric, test accuracy first."""
-    rows = []
+def dvc(*args: str, cwd: Path | None = None) -> str:
+    return run(["dvc", *args], cwd)
+
+
+def flatten(values: dict, prefix: str = "") -> dict[str, object]:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+@dataclass
+class Results:
+    """One revision's committed (or reproduced) results: {metrics file: {flattened key: value}}."""
+
+    files: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, folder: Path) -> "Results":
+        files = {}
+        for path in (paths.METRICS, paths.TRAIN_METRICS, paths.FINGERPRINT):
+            if (folder / path).exists():
+                files[str(path)] = flatten(json.loads((folder / path).read_text()))
+        return cls(files)
+
+    def get(self, path: Path, key: str) -> object:
+        return self.files.get(str(path), {}).get(key)
+
+
+def committed_results(diff: dict) -> tuple[Results, Results]:
+    """Base and head results from `dvc metrics diff --all --json` (its old and new values)."""
+    base, head = Results(), Results()
     for file, metrics in diff.items():
         for key, values in metrics.items():
-            rows.append((f"{file}:{key}", values.get("old"), values.get("new"), values.get("diff")))
-    headline = ":".join(HEADLINE)
-    return sorted(rows, key=lambda row: (row[0] != headline, row[0]))
+            if values.get("old") is not None:
+                base.files.setdefault(file, {})[key] = values["old"]
+            if values.get("new") is not None:
+                head.files.setdefault(file, {})[key] = values["new"]
+    return base, head
 
 
-def param_rows(diff: dict) -> list[tuple[str, object, object]]:
-    return [(key, values.get("old"), values.get("new")) for file in diff.values() for key, values in file.items()]
+def pipeline_outputs(dvc_yaml: Path) -> set[str]:
+    """Every path a stage writes: a dependency on one of these is data, not code."""
+    stages = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {})
+    outputs = set()
+    for stage in stages.values():
+        for out in stage.get("outs", []):
+            outputs.add(next(iter(out)) if isinstance(out, dict) else out)
+    return outputs
 
 
-def gate_failure(rows: list, max_drop: float) -> str | None:
-    """A message when test accuracy fell by more than max_drop (a fraction: 0.005 = 0.5 pp)."""
-    headline = dict((name, (base, head)) for name, base, head, _ in rows).get(":".join(HEADLINE))
-    if headline is None or None in headline:
+def stale_stages(status: dict, outputs: set[str]) -> dict[str, list[str]]:
+    """{stage: what changed after its dvc.lock entry}, from `dvc status --json` in a checkout with no cache.
+
+    In such a checkout every data dependency and output reads as deleted or not in cache: that is
+    expected. What marks a stage stale is a changed command, a changed params value, or a code file
+    (any dependency no stage produces) that differs from the one its lock entry recorded.
+    """
+    stale = {}
+    for stage, entries in status.items():
+        reasons = []
+        for entry in entries:
+            if isinstance(entry, str):  # "changed command", "always changed"
+                reasons.append(entry)
+                continue
+            for path, change in entry.get("changed deps", {}).items():
+                if isinstance(change, dict):  # a params file: {section or key: change}
+                    reasons += [f"params {key} {what}" for key, what in change.items()]
+                elif path not in outputs and not any(path.startswith(out + "/") for out in outputs):
+                    reasons.append(f"{path} {change}")
+        if reasons:
+            stale[stage.split(":")[-1]] = reasons
+    return stale
+
+
+def reproduction_problem(committed: Results, reproduced: Results, tolerance: float) -> str | None:
+    """Why the reproduction does not match the committed results, or None when it does."""
+    mode = committed.get(paths.FINGERPRINT, "runtime_mode")
+    digest = committed.get(paths.FINGERPRINT, "weights_sha256")
+    again = reproduced.get(paths.FINGERPRINT, "weights_sha256")
+    if mode == "exact" and reproduced.get(paths.FINGERPRINT, "runtime_mode") == "exact":
+        if digest != again:
+            where = f"committed on {committed.get(paths.FINGERPRINT, 'cpu')}"
+            where += f", reproduced on {reproduced.get(paths.FINGERPRINT, 'cpu')}"
+            return f"weights digest {str(again)[:12]} reproduced, {str(digest)[:12]} committed ({where}); exact mode promises equal bits"  # noqa: E501
         return None
-    base, head = headline
-    if base - head > max_drop:
-        return f"test accuracy fell from {base:.4f} to {head:.4f}, more than the allowed {max_drop * 100:.2g} pp"
+    accuracy, accuracy_again = committed.get(paths.METRICS, HEADLINE), reproduced.get(paths.METRICS, HEADLINE)
+    if accuracy is None or accuracy_again is None:
+        return "no test accuracy to compare"
+    if abs(accuracy - accuracy_again) > tolerance:
+        return (
+            f"test accuracy {accuracy_again:.4f} reproduced, {accuracy:.4f} committed: "
+            f"further apart than the {tolerance * 100:.2g} pp noise bound"
+        )
+    return None
+
+
+def gate_problem(base: Results, head: Results, max_drop: float) -> str | None:
+    """A message when committed test accuracy fell by more than max_drop (a fraction: 0.005 = 0.5 pp)."""
+    before, after = base.get(paths.METRICS, HEADLINE), head.get(paths.METRICS, HEADLINE)
+    if before is None or after is None:
+        return None
+    if before - after > max_drop:
+        return f"test accuracy fell from {before:.4f} to {after:.4f}, more than the allowed {max_drop * 100:.2g} pp"
     return None
 
 
 def _number(value: object, signed: bool = False) -> str:
     if value is None:
         return "—"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
     if isinstance(value, float):
         return f"{value:+.4f}" if signed else f"{value:.4f}"
-    return f"{value:+}" if signed and isinstance(value, int) else str(value)
+    return f"{value:+}" if signed else str(value)
 
 
-def render(base: str, metrics: list, changed_params: list, gate: str | None, curves_png: str | None) -> str:
-    lines = [MARKER, f"## Model review: workspace vs `{base}`", ""]
-    lines.append(
-        f"**Gate failed:** {gate}" if gate else "**Gate passed:** test accuracy did not drop beyond the limit."
-    )
-    lines += ["", "### Metrics", "", "| metric | base | head | change |", "| --- | ---: | ---: | ---: |"]
-    lines += [f"| {name} | {_number(b)} | {_number(h)} | {_number(d, signed=True)} |" for name, b, h, d in metrics]
-    lines += ["", "### Params changed", ""]
-    if changed_params:
-        lines += ["| param | base | head |", "| --- | --- | --- |"]
-        lines += [f"| {key} | {_number(old)} | {_number(new)} |" for key, old, new in changed_params]
-    else:
-        lines.append("None.")
-    if curves_png:
-        lines += ["", "### Training curves", "", f"![accuracy and loss per epoch, base and head]({curves_png})"]
-    return "\n".join(lines) + "\n"
+def _change(before: object, after: object) -> object:
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (before, after))
+    return after - before if numbers else None
 
 
-def curve_specs(base: str) -> dict[str, dict]:
-    """Vega-Lite specs with base and workspace data, straight from `dvc plots diff`."""
-    return {
-        name: json.loads(dvc("plots", "diff", base, "workspace", "--targets", name, "--show-vega")) for name in CURVES
-    }
+def metric_table(keys: list[tuple[str, str]], base: Results, head: Results, reproduced: Results | None) -> list[str]:
+    lines = ["| metric | base | head | change | reproduced |", "| --- | ---: | ---: | ---: | ---: |"]
+    for file, key in keys:
+        before, after = base.get(file, key), head.get(file, key)
+        again = reproduced.get(file, key) if reproduced else None
+        name = f"`{key}` ({Path(file).name})"
+        lines.append(
+            f"| {name} | {_number(before)} | {_number(after)} | {_number(_change(before, after), True)} "
+            f"| {_number(again)} |"
+        )
+    return lines
 
 
-def draw_curves(specs: dict[str, dict], path: Path) -> None:
-    panels = {}
-    for name, spec in specs.items():
+def mermaid_chart(title: str, series: dict[str, list[float]]) -> list[str]:
+    """A Mermaid xychart-beta line chart, one line per series in LINE_COLOURS order (GitHub renders it)."""
+    names = [name for name in LINE_COLOURS if series.get(name)]
+    values = [v for name in names for v in series[name]]
+    epochs = max(len(series[name]) for name in names)
+    low, high = min(values), max(values)
+    pad = (high - low) * 0.05 or 0.01
+    palette = ", ".join(LINE_COLOURS[name][0] for name in names)
+    lines = [
+        "```mermaid",
+        "---",
+        "config:",
+        "  themeVariables:",
+        "    xyChart:",
+        f'      plotColorPalette: "{palette}"',
+        "---",
+        "xychart-beta",
+        f'  title "{title} per epoch"',
+        f'  x-axis "epoch" [{", ".join(str(e) for e in range(1, epochs + 1))}]',
+        f'  y-axis "{title.lower()}" {low - pad:.4f} --> {high + pad:.4f}',
+    ]
+    lines += [f"  line [{', '.join(f'{v:.4f}' for v in series[name])}]" for name in names]
+    lines += ["```", "Lines: " + ", ".join(f"{name} ({LINE_COLOURS[name][1]})" for name in names) + "."]
+    return lines
+
+
+def curves(base: str, head: str) -> dict[str, dict[str, list[float]]]:
+    """{chart: {'base train': [...], 'head validation': [...], ...}} from `dvc plots diff base head`."""
+    charts = {}
+    for chart, (train_key, val_key) in CURVES.items():
+        spec = json.loads(dvc("plots", "diff", base, head, "--targets", chart, "--show-vega"))
         series: dict[str, list[tuple[float, float]]] = {}
         for row in spec["data"]["values"]:
-            point = (float(row["epoch"]), float(row["dvc_inferred_y_value"]))
-            series.setdefault(f"{row['rev']} {row['field']}", []).append(point)
-        panels[name] = series
-    save_png(line_panels(panels), path)
+            side = "base" if row["rev"] == base else "head"
+            kind = {train_key: "train", val_key: "validation"}[row["field"]]
+            series.setdefault(f"{side} {kind}", []).append((float(row["epoch"]), float(row["dvc_inferred_y_value"])))
+        charts[chart] = {name: [y for _, y in sorted(points)] for name, points in series.items()}
+    return charts
+
+
+@dataclass
+class Review:
+    base: str
+    head: str
+    base_results: Results
+    head_results: Results
+    changed_params: list[tuple[str, object, object]]
+    stale: dict[str, list[str]]
+    reproduced: Results | None
+    reproduction: str | None  # what went wrong, if anything
+    gate: str | None
+    max_drop: float
+    charts: dict[str, dict[str, list[float]]]
+
+    @property
+    def problems(self) -> list[str]:
+        found = [f"stale results: {stage} ({', '.join(why)})" for stage, why in self.stale.items()]
+        if self.reproduction:
+            found.append(f"not reproduced: {self.reproduction}")
+        if self.gate:
+            found.append(f"gate: {self.gate}")
+        return found
+
+    def render(self) -> str:
+        lines = [MARKER, f"## Model review: `{self.head}` vs `{self.base}`", ""]
+        lines += [*self._verdicts(), "", "### Metrics, as committed", ""]
+        main = [(str(f), k) for f, k in MAIN_METRICS]
+        lines += metric_table(main, self.base_results, self.head_results, self.reproduced)
+        others = sorted(
+            (file, key)
+            for results in (self.base_results, self.head_results)
+            for file, values in results.files.items()
+            for key in values
+            if file != str(paths.FINGERPRINT) and (file, key) not in main
+        )
+        if others:
+            lines += ["", "<details><summary>Per-class and other metrics</summary>", ""]
+            lines += metric_table(list(dict.fromkeys(others)), self.base_results, self.head_results, self.reproduced)
+            lines += ["", "</details>"]
+        lines += ["", "### Fingerprint", "", "| | base | head | reproduced |", "| --- | --- | --- | --- |"]
+        keys = dict.fromkeys(
+            key for r in (self.base_results, self.head_results) for key in r.files.get(str(paths.FINGERPRINT), {})
+        )
+        for key in keys:
+            values = [r.get(paths.FINGERPRINT, key) if r else None for r in self._sides()]
+            shown = [_number(v)[:12] if key == "weights_sha256" and v else _number(v) for v in values]
+            lines.append(f"| `{key}` | {' | '.join(shown)} |")
+        lines += ["", "### Params changed", ""]
+        if self.changed_params:
+            lines += ["| param | base | head |", "| --- | --- | --- |"]
+            lines += [f"| {key} | {_number(old)} | {_number(new)} |" for key, old, new in self.changed_params]
+        else:
+            lines.append("None.")
+        if self.charts:
+            lines += ["", "### Training curves, as committed", ""]
+            for title, series in self.charts.items():
+                lines += [*mermaid_chart(title, series), ""]
+        return "\n".join(lines).rstrip() + "\n"
+
+    def _sides(self) -> list[Results | None]:
+        return [self.base_results, self.head_results, self.reproduced]
+
+    def _verdicts(self) -> list[str]:
+        lines = []
+        if self.stale:
+            named = "; ".join(f"`{stage}` ({', '.join(why)})" for stage, why in self.stale.items())
+            lines.append(f"- ❌ **Stale results**: {named}. Run `dvc repro` and commit `dvc.lock` and `reports/`.")
+        else:
+            lines.append("- ✅ **Up to date**: every stage's `dvc.lock` entry matches its code, params and command.")
+        if self.reproduction:
+            lines.append(f"- ❌ **Not reproduced**: {self.reproduction}.")
+        elif self.reproduced is None:
+            why = "results are stale" if self.stale else "run without --reproduce"
+            lines.append(f"- ⚪ **Reproduction not run** ({why}).")
+        else:
+            exact = self.reproduced.get(paths.FINGERPRINT, "runtime_mode") == "exact"
+            digest = str(self.reproduced.get(paths.FINGERPRINT, "weights_sha256"))[:12]
+            on = f"on {self.reproduced.get(paths.FINGERPRINT, 'cpu')}"
+            lines.append(
+                f"- ✅ **Reproduced exactly** {on}: weights digest `{digest}` as committed."
+                if exact
+                else f"- ✅ **Reproduced** {on} within the {self.max_drop * 100:.2g} pp noise bound."
+            )
+        before, after = self.base_results.get(paths.METRICS, HEADLINE), self.head_results.get(paths.METRICS, HEADLINE)
+        if self.gate:
+            lines.append(f"- ❌ **Gate failed**: {self.gate}.")
+        elif before is not None and after is not None:
+            change = f"{(after - before) * 100:+.2f} pp; the limit is a {self.max_drop * 100:.2g} pp drop"
+            lines.append(f"- ✅ **Gate passed**: test accuracy {after:.4f} vs {before:.4f} ({change}).")
+        else:
+            lines.append("- ✅ **Gate passed**: no test accuracy on one side to compare.")
+        return lines
+
+
+def max_accuracy_drop(base: str) -> float:
+    """The base's threshold: a pull request must not loosen its own gate."""
+    try:
+        section = yaml.safe_load(run(["git", "show", f"{base}:{paths.PARAMS}"]))["review"]
+        return params.ReviewParams.model_validate(section).max_accuracy_drop
+    except (StageError, yaml.YAMLError, KeyError, TypeError, ValueError):  # a base without a valid one
+        return params.load().review.max_accuracy_drop
+
+
+def check_head(head: str, reproduce: bool) -> tuple[dict[str, list[str]], Results | None]:
+    """Staleness, then (if asked and not stale) a full re-run, in a fresh checkout of `head` with no cache."""
+    with tempfile.TemporaryDirectory(prefix="review-") as scratch:
+        checkout = Path(scratch) / "head"
+        run(["git", "worktree", "add", "--detach", "--quiet", str(checkout), head])
+        try:
+            status = json.loads(dvc("status", "--json", cwd=checkout) or "{}")
+            stale = stale_stages(status, pipeline_outputs(checkout / "dvc.yaml"))
+            if not reproduce or stale:
+                return stale, None
+            print(f"reproducing {head} in a fresh checkout: dvc repro", flush=True)
+            if subprocess.run(["dvc", "repro"], cwd=checkout).returncode != 0:
+                raise StageError(f"dvc repro of {head} failed (its output is above)")
+            return stale, Results.read(checkout)
+        finally:
+            run(["git", "worktree", "remove", "--force", str(checkout)])
+
+
+def build(base: str, head: str, reproduce: bool) -> Review:
+    diff = json.loads(dvc("metrics", "diff", base, head, "--all", "--json") or "{}")
+    base_results, head_results = committed_results(diff)
+    param_diff = json.loads(dvc("params", "diff", base, head, "--json") or "{}")
+    changed = [(key, v.get("old"), v.get("new")) for file in param_diff.values() for key, v in file.items()]
+    max_drop = max_accuracy_drop(base)
+    stale, reproduced = check_head(head, reproduce)
+    return Review(
+        base=base,
+        head=head,
+        base_results=base_results,
+        head_results=head_results,
+        changed_params=changed,
+        stale=stale,
+        reproduced=reproduced,
+        reproduction=reproduction_problem(head_results, reproduced, max_drop) if reproduced else None,
+        gate=gate_problem(base_results, head_results, max_drop),
+        max_drop=max_drop,
+        charts=curves(base, head),
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", default="main", help="git revision to compare the workspace with")
-    parser.add_argument("--out", type=Path, default=Path("review"), help="folder for report.md and the curves")
-    parser.add_argument("--gate", action="store_true", help="exit 1 if test accuracy dropped beyond the limit")
+    parser.add_argument("--base", default="main", help="git revision to compare with (default: main)")
+    parser.add_argument("--head", default="HEAD", help="git revision under review (default: HEAD)")
+    parser.add_argument("--out", type=Path, default=Path("review"), help="folder for report.md")
+    parser.add_argument("--reproduce", action="store_true", help="re-run the pipeline of --head and compare")
+    parser.add_argument("--comment", type=int, metavar="PR", help="post or update the report on this pull request")
     args = parser.parse_args()
-    max_drop = params.load().review.max_accuracy_drop
 
-    metrics = metric_rows(json.loads(dvc("metrics", "diff", args.base, "--all", "--json")))
-    changed = param_rows(json.loads(dvc("params", "diff", args.base, "--json")))
-    specs = curve_specs(args.base)
-    write_text(args.out / "curves.vl.json", json.dumps(specs, indent=1))
-    draw_curves(specs, args.out / "curves.png")
-    gate = gate_failure(metrics, max_drop)
-    write_text(args.out / "report.md", render(args.base, metrics, changed, gate, "curves.png"))
+    review = build(args.base, args.head, args.reproduce)
+    report = review.render()
+    write_text(args.out / "report.md", report)
     print(f"wrote {args.out / 'report.md'}")
-    if gate and args.gate:
-        raise StageError(gate)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as summary:
+            summary.write(report)
+    if args.comment is not None:
+        print(github.post_or_update_comment(args.comment, report, MARKER))
+    problems = review.problems
+    if problems:
+        raise StageError("; ".join(problems))
 
 
 if __name__ == "__main__":

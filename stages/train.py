@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from stages import dataset, distribute, params, paths
+from stages import dataset, distribute, params, paths, runtime
 from stages.errors import run_stage
 from stages.files import atomic_dir, atomic_path, write_text
 
@@ -27,14 +27,17 @@ def write_history(history: dict[str, list[float]], path: Path) -> None:
 
 
 def main() -> None:
-    config = params.load().train
+    loaded = params.load()
+    config = loaded.train
     if config.distribute == "multi_worker":
         distribute.read_tf_config()
     train = dataset.load_arrays(paths.TRAIN_ARRAYS)
     val = dataset.load_arrays(paths.VAL_ARRAYS)
+    runtime.pin(loaded.runtime)
     # TensorFlow takes seconds to load: only once params and data are known good.
     from stages import tblog, training
 
+    runtime.configure_tensorflow(loaded.runtime)
     strategy = distribute.strategy_for(config.distribute)
     chief = distribute.is_chief(strategy)
     started = time.perf_counter()
@@ -63,8 +66,10 @@ def main() -> None:
         "train_seconds": round(train_seconds, 1),
     }
     write_text(paths.TRAIN_METRICS, json.dumps(final, indent=2) + "\n")
+    fingerprint = {"weights_sha256": training.weights_sha256(model), **runtime.facts(loaded.runtime)}
+    write_text(paths.FINGERPRINT, json.dumps(fingerprint, indent=2) + "\n")
     print(f"train: {train_seconds:.1f}s, validation accuracy {final['val_accuracy']:.4f}")
-    print(f"train: weights sha256 {training.weights_sha256(model)}")
+    print(f"train: {loaded.runtime.mode} mode, weights sha256 {fingerprint['weights_sha256']}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
 
-from stages import evaluate
+from stages import evaluate, params
 from stages.errors import StageError
 from stages.model import build_model
+
+NATIVE = params.RuntimeParams(mode="native", threads=2)  # this pytest process has loaded TensorFlow already
 
 
 def test_confusion_matrix_counts_actual_by_predicted():
@@ -37,18 +39,18 @@ def test_confusion_csv_for_dvc_plots(tmp_path):
 def test_saved_model_loads_back_in_safe_mode(tmp_path):
     model = build_model("seed", dropout=0.25)
     model.save(tmp_path / "m.keras")
-    assert evaluate.load_model(tmp_path / "m.keras").count_params() == 16010
+    assert evaluate.load_model(tmp_path / "m.keras", NATIVE).count_params() == 16010
 
 
 def test_a_file_that_is_not_a_model_is_a_clear_error(tmp_path):
     (tmp_path / "m.keras").write_text("not a model")
     with pytest.raises(StageError, match=r"m\.keras: not a loadable Keras model"):
-        evaluate.load_model(tmp_path / "m.keras")
+        evaluate.load_model(tmp_path / "m.keras", NATIVE)
 
 
 def test_missing_model_names_the_stage_to_run(tmp_path):
     with pytest.raises(StageError, match="run the train stage first"):
-        evaluate.load_model(tmp_path / "m.keras")
+        evaluate.load_model(tmp_path / "m.keras", NATIVE)
 
 
 def test_cross_entropy_matches_keras():

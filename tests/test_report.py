@@ -1,102 +1,210 @@
-"""The pull-request report and gate, in a temp git repo with two commits whose params and metrics differ."""
+"""The pull-request review, end to end: a git repository whose two commits hold real (tiny) pipeline runs,
+a fake GitHub API on 127.0.0.1, and `python -m stages.report` as the workflow runs it."""
 
+import hashlib
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from stages import report
-from tests.conftest import REPO, copy_project, project_env
-
-HISTORY_HEADER = "epoch,accuracy,images_per_second,learning_rate,loss,seconds,val_accuracy,val_loss"
-
-
-def git(project, *args):
-    subprocess.run(["git", *args], cwd=project, env=project_env(), check=True, capture_output=True)
+from stages import paths, report, runtime
+from tests.conftest import copy_project, project_env, write_dataset
+from tests.fake_github import FakeGitHub
 
 
-def write_results(project, accuracy: float, epochs: int):
+def run(args, cwd, env=None, check=True):
+    result = subprocess.run(args, cwd=cwd, env=env or project_env(), capture_output=True, text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, f"{' '.join(map(str, args))}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def set_params(project, **sections):
     values = yaml.safe_load((project / "params.yaml").read_text())
-    values["train"]["epochs"] = epochs
+    for section, updates in sections.items():
+        values[section].update(updates)
     (project / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
-    reports = project / "reports"
-    reports.mkdir(exist_ok=True)
-    per_class = {"Shirt": accuracy - 0.2}
-    (reports / "metrics.json").write_text(
-        json.dumps({"accuracy": accuracy, "loss": 1 - accuracy, "per_class_accuracy": per_class})
+
+
+def commit(project, message):
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", message], project)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """Tags `base` (2 epochs) and `head` (3 epochs), each a real `dvc repro` in exact mode, committed."""
+    root = tmp_path_factory.mktemp("review")
+    checksums = write_dataset(root / "data-source")
+    project = copy_project(
+        root / "project",
+        download={"sources": [str(root / "data-source")], "sha256": checksums},
+        train={"epochs": 2, "learning_rate": 0.003},
     )
-    (reports / "train_metrics.json").write_text(json.dumps({"val_accuracy": accuracy + 0.01}))
-    rows = [
-        f"{e},{accuracy - 0.1 / e:.4f},1000,0.001,{0.5 / e:.4f},10,{accuracy - 0.05 / e:.4f},{0.4 / e:.4f}"
-        for e in range(1, epochs + 1)
-    ]
-    (reports / "history.csv").write_text("\n".join([HISTORY_HEADER, *rows]) + "\n")
-
-
-@pytest.fixture
-def two_commits(tmp_path):
-    project = copy_project(tmp_path / "project")
-    git(project, "init", "-q")
-    subprocess.run(["dvc", "init", "-q"], cwd=project, env=project_env(), check=True)
-    write_results(project, accuracy=0.90, epochs=3)
-    git(project, "add", "-A")
-    git(project, "commit", "-qm", "base")
-    git(project, "tag", "base")
+    run(["git", "init", "-q"], project)
+    run(["dvc", "init", "-q"], project)
+    for tag, epochs in (("base", 2), ("head", 3)):
+        set_params(project, train={"epochs": epochs})
+        run(["dvc", "repro"], project)
+        commit(project, tag)
+        run(["git", "tag", tag], project)
     return project
 
 
-def run_report(project, *args):
-    env = project_env() | {"PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run(
-        [sys.executable, "-m", "stages.report", "--base", "base", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+@pytest.fixture
+def pr(repo):
+    """A fresh branch at `head` for one test; the workspace's untracked DVC outputs are irrelevant to the review."""
+    run(["git", "checkout", "-q", "-f", "-B", "pr", "head"], repo)
+    yield repo
+    run(["git", "checkout", "-q", "-f", "head"], repo)
 
 
-def test_report_shows_base_head_change_and_changed_params(two_commits):
-    write_results(two_commits, accuracy=0.92, epochs=4)
-    git(two_commits, "commit", "-qam", "head")
-    result = run_report(two_commits, "--gate")
+@pytest.fixture
+def github():
+    fake = FakeGitHub()
+    server, url = fake.serve()
+    fake.url = url
+    yield fake
+    server.shutdown()
+    server.server_close()
+
+
+def review(project, github, tmp_path, *args):
+    env = project_env() | {
+        "GITHUB_API_URL": github.url,
+        "GITHUB_REPOSITORY": github.repository,
+        "GITHUB_TOKEN": github.token,
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+    }
+    result = run([sys.executable, "-m", "stages.report", "--base", "base", *args], project, env, check=False)
+    return result, (project / "review" / "report.md").read_text()
+
+
+def test_a_reproduced_pull_request_is_reported_and_its_comment_updated_not_duplicated(pr, github, tmp_path):
+    result, text = review(pr, github, tmp_path, "--reproduce", "--comment", "7")
     assert result.returncode == 0, result.stderr
-    text = (two_commits / "review" / "report.md").read_text()
-    table = [line for line in text.splitlines() if line.startswith("| reports/")]
-    assert table[0] == "| reports/metrics.json:accuracy | 0.9000 | 0.9200 | +0.0200 |"  # test accuracy first
-    assert "| reports/metrics.json:per_class_accuracy.Shirt | 0.7000 | 0.7200 | +0.0200 |" in table
-    assert "| train.epochs | 3 | 4 |" in text
-    assert "Gate passed" in text and text.startswith(report.MARKER)
-    assert (two_commits / "review" / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    specs = json.loads((two_commits / "review" / "curves.vl.json").read_text())
-    assert {row["rev"] for row in specs["Accuracy"]["data"]["values"]} == {"base", "workspace"}
+    assert "created comment 1000 on pull request #7" in result.stdout
+    committed = json.loads((pr / paths.FINGERPRINT).read_text())["weights_sha256"]
+    assert f"**Reproduced exactly** on {runtime.cpu_model()}: weights digest `{committed[:12]}`" in text
+    assert "**Up to date**" in text and "**Gate passed**" in text
+    accuracy = [line for line in text.splitlines() if line.startswith("| `accuracy` (metrics.json)")]
+    head_accuracy = json.loads((pr / paths.METRICS).read_text())["accuracy"]
+    assert accuracy[0].endswith(f"| {head_accuracy:.4f} |")  # the reproduced column equals the committed value
+    assert "| train.epochs | 2 | 3 |" in text
+    assert text.count("```mermaid") == 2 and "xychart-beta" in text
+    assert (tmp_path / "summary.md").read_text() == text  # the job summary holds the same report
+    assert [c["body"] for c in github.comments] == [text]
+
+    # A later push: the same comment is updated, never a second one.
+    set_params(pr, review={"max_accuracy_drop": 0.004})  # the gate reads the base's value, not this one
+    commit(pr, "tighter gate in the PR")
+    result, text = review(pr, github, tmp_path, "--comment", "7")
+    assert result.returncode == 0, result.stderr
+    assert "updated comment 1000 on pull request #7" in result.stdout
+    assert len(github.comments) == 1 and github.comments[0]["body"] == text
+    assert "**Reproduction not run** (run without --reproduce)" in text
+    assert [method for method, _ in github.requests] == ["GET", "POST", "GET", "PATCH"]
 
 
-def test_gate_fails_on_an_accuracy_drop_beyond_the_threshold(two_commits):
-    write_results(two_commits, accuracy=0.894, epochs=3)  # -0.6 pp, the limit is 0.5 pp
-    result = run_report(two_commits, "--gate")
+def test_changing_code_or_params_without_repro_is_stale_and_fails_naming_the_stages(pr, github, tmp_path):
+    set_params(pr, train={"dropout": 0.2})
+    (pr / "stages" / "evaluate.py").write_text((pr / "stages" / "evaluate.py").read_text() + "\n# edited\n")
+    commit(pr, "forgot dvc repro")
+    result, text = review(pr, github, tmp_path, "--reproduce")
     assert result.returncode == 1
-    assert result.stderr.strip() == "error: test accuracy fell from 0.9000 to 0.8940, more than the allowed 0.5 pp"
-    assert "Gate failed" in (two_commits / "review" / "report.md").read_text()
+    assert result.stderr.startswith("error: stale results: train (params train modified); evaluate (")
+    assert "stages/evaluate.py modified" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "**Stale results**: `train` (params train modified); `evaluate`" in text
+    assert "**Reproduction not run** (results are stale)" in text
 
 
-def test_gate_tolerates_a_drop_within_the_threshold(two_commits):
-    write_results(two_commits, accuracy=0.896, epochs=3)
-    assert run_report(two_commits, "--gate").returncode == 0
+def test_a_committed_digest_that_does_not_reproduce_fails(pr, github, tmp_path):
+    # Results from elsewhere: another digest, committed consistently with dvc.lock, so nothing is stale.
+    fingerprint = json.loads((pr / paths.FINGERPRINT).read_text()) | {"weights_sha256": "0" * 64}
+    (pr / paths.FINGERPRINT).write_text(json.dumps(fingerprint, indent=2) + "\n")
+    lock = (pr / "dvc.lock").read_text()
+    old = subprocess.run(["git", "show", f"head:{paths.FINGERPRINT}"], cwd=pr, capture_output=True).stdout
+    new = (pr / paths.FINGERPRINT).read_bytes()
+    (pr / "dvc.lock").write_text(lock.replace(hashlib.md5(old).hexdigest(), hashlib.md5(new).hexdigest()))
+    commit(pr, "results from another machine")
+    result, text = review(pr, github, tmp_path, "--reproduce", "--comment", "8")
+    assert result.returncode == 1
+    assert "error: not reproduced: weights digest" in result.stderr and "000000000000 committed" in result.stderr
+    assert "**Up to date**" in text and "❌ **Not reproduced**" in text
+    assert github.comments[0]["body"] == text  # the failing report is still posted
 
 
-def test_gate_rows():
-    rows = [("reports/metrics.json:accuracy", 0.9, 0.89, -0.01)]
-    assert "fell from 0.9000 to 0.8900" in report.gate_failure(rows, 0.005)
-    assert report.gate_failure(rows, 0.02) is None
-    assert report.gate_failure([("reports/metrics.json:accuracy", None, 0.9, None)], 0.005) is None
+def test_a_read_only_token_still_writes_the_report_and_runs_the_checks(pr, github, tmp_path):
+    github.read_only = True
+    result, text = review(pr, github, tmp_path, "--comment", "9")
+    assert result.returncode == 0, result.stderr
+    assert "warning: comment not posted on pull request #9: HTTP 403" in result.stdout
+    assert github.comments == [] and (tmp_path / "summary.md").read_text() == text
 
 
-def test_an_unknown_base_revision_is_one_clear_error(two_commits):
-    result = run_report(two_commits, "--base", "no-such-branch")
+def test_the_gate_compares_committed_head_with_committed_base(pr, github, tmp_path):
+    metrics = json.loads((pr / paths.METRICS).read_text())
+    base_accuracy = json.loads(run(["git", "show", f"base:{paths.METRICS}"], pr).stdout)["accuracy"]
+    metrics["accuracy"] = round(base_accuracy - 0.006, 4)  # 0.6 pp below the base: the limit is 0.5 pp
+    (pr / paths.METRICS).write_text(json.dumps(metrics))
+    subprocess.run(["dvc", "commit", "-qf", "evaluate"], cwd=pr, env=project_env(), check=True)
+    commit(pr, "worse")
+    result, text = review(pr, github, tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("more than the allowed 0.5 pp")
+    assert "**Gate failed**" in text
+
+
+def test_an_unknown_base_revision_is_one_clear_error(pr, github, tmp_path):
+    result = run([sys.executable, "-m", "stages.report", "--base", "no-such-branch"], pr, check=False)
     assert result.returncode == 1
     assert result.stderr.startswith("error: dvc metrics diff no-such-branch")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+# The decisions, on their own.
+
+
+def test_stale_stages_ignores_missing_data_but_not_code_params_or_commands():
+    status = {
+        "download": [{"changed outs": {"data/raw": "not in cache"}}],
+        "preprocess": [{"changed deps": {"data/raw": "deleted"}}],
+        "train": [{"changed deps": {"stages/model.py": "modified", "data/prepared/train.npz": "deleted"}}],
+        "evaluate": [{"changed deps": {"params.yaml": {"evaluate.mirror_average": "modified"}}}, "changed command"],
+    }
+    outputs = {"data/raw", "data/prepared", "models/model.keras"}
+    assert report.stale_stages(status, outputs) == {
+        "train": ["stages/model.py modified"],
+        "evaluate": ["params evaluate.mirror_average modified", "changed command"],
+    }
+
+
+def results(accuracy, digest="a" * 64, mode="exact", cpu="cpu A"):
+    fingerprint = {"weights_sha256": digest, "runtime_mode": mode, "cpu": cpu}
+    return report.Results({str(paths.METRICS): {"accuracy": accuracy}, str(paths.FINGERPRINT): fingerprint})
+
+
+def test_exact_mode_needs_the_same_digest_native_mode_accuracy_within_the_noise():
+    assert report.reproduction_problem(results(0.93), results(0.93), 0.005) is None
+    problem = report.reproduction_problem(results(0.93), results(0.93, "b" * 64, cpu="cpu B"), 0.005)
+    assert problem.startswith("weights digest bbbbbbbbbbbb reproduced, aaaaaaaaaaaa committed (committed on cpu A")
+    native = results(0.930, mode="native")
+    assert report.reproduction_problem(native, results(0.926, "b" * 64, "native"), 0.005) is None
+    assert "further apart than the 0.5 pp" in report.reproduction_problem(native, results(0.924, "b", "native"), 0.005)
+
+
+def test_gate_problem():
+    assert "fell from 0.9000 to 0.8900" in report.gate_problem(results(0.9), results(0.89), 0.005)
+    assert report.gate_problem(results(0.9), results(0.89), 0.02) is None
+    assert report.gate_problem(report.Results(), results(0.9), 0.005) is None
+
+
+def test_mermaid_chart_has_one_line_per_series_and_names_their_colours():
+    chart = report.mermaid_chart("Accuracy", {"base validation": [0.8, 0.85], "head validation": [0.8, 0.86, 0.9]})
+    assert chart[0] == "```mermaid" and "xychart-beta" in chart
+    assert '  x-axis "epoch" [1, 2, 3]' in chart
+    lines = [line for line in chart if line.startswith("  line")]
+    assert lines == ["  line [0.8000, 0.8500]", "  line [0.8000, 0.8600, 0.9000]"]
+    assert chart[-1] == "Lines: base validation (blue), head validation (red)."

@@ -15,7 +15,8 @@ BIN = Path(sys.executable).parent
 def test_there_is_a_pull_request_workflow():
     assert [w.name for w in WORKFLOWS] == ["review.yml"]
     text = WORKFLOWS[0].read_text()
-    assert "pull_request:" in text and "stages.report" in text and "--gate" in text
+    assert "pull_request:" in text and "python -m stages.report" in text
+    assert "--reproduce" in text and "--comment" in text
 
 
 @pytest.mark.parametrize(

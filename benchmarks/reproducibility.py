@@ -1,0 +1,109 @@
+"""Exact mode (params `runtime.mode`): does it give the same bits everywhere, and what does it cost?
+
+    python -m benchmarks.reproducibility digests [--images 12000]   # same digest under other ISAs and cores?
+    python -m benchmarks.reproducibility cost [--pairs 3]            # images/s, exact vs native, full data
+
+`digests` trains the default model for one epoch in fresh processes, each under another setting that
+changes TensorFlow's defaults on one machine (oneDNN's instruction set, the cores the process may use,
+thread variables), in exact and in native mode, and prints each run's weights digest. `cost` trains
+the default model on the full training split in alternating processes, native then exact (A B A B ...),
+and prints each pair's ratio of training images/s (second epoch), their median and spread.
+Run from the repository root after `dvc repro preprocess` (uses data/prepared; writes nothing).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+from stages import params, runtime
+
+# Settings that change what TensorFlow does by default on this machine; exact mode must not care.
+SETTINGS = {
+    "defaults": ({}, []),
+    "ONEDNN_MAX_CPU_ISA=AVX512_CORE": ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, []),
+    "ONEDNN_MAX_CPU_ISA=AVX2": ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, []),
+    "one core (taskset -c 0)": ({}, ["taskset", "-c", "0"]),
+    "TF_NUM_INTRAOP_THREADS=1": ({"TF_NUM_INTRAOP_THREADS": "1"}, []),
+}
+
+
+def child(mode: str, images: int, epochs: int) -> None:
+    """One training run in this process, as the train stage does it; prints a JSON line."""
+    config = params.load()
+    runtime_params = config.runtime.model_copy(update={"mode": mode})
+    runtime.pin(runtime_params)
+    from stages import dataset, paths, training
+
+    runtime.configure_tensorflow(runtime_params)
+    train = tuple(a[: images or None] for a in dataset.load_arrays(paths.TRAIN_ARRAYS))  # 0: all
+    val = dataset.load_arrays(paths.VAL_ARRAYS)
+    train_config = config.train.model_copy(update={"epochs": epochs})
+    model = training.compile_model(train_config, len(train[0]))
+    history = training.fit(model, train_config, train, val, log_dir=None)
+    result = {
+        "weights_sha256": training.weights_sha256(model),
+        "images_per_second": history["images_per_second"][-1],
+        "train_images": len(train[0]),
+        **runtime.facts(runtime_params),
+    }
+    print(json.dumps(result))
+
+
+def run_child(mode: str, images: int, epochs: int, env: dict[str, str] = {}, prefix: list[str] = []) -> dict:  # noqa: B006
+    command = [*prefix, sys.executable, "-m", "benchmarks.reproducibility", "child", mode, str(images), str(epochs)]
+    result = subprocess.run(command, env=os.environ | env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def digests(images: int) -> None:
+    print(f"one epoch of the default model on {images} training images; CPU: {runtime.cpu_model()}")
+    for mode in ("exact", "native"):
+        seen = set()
+        for name, (env, prefix) in SETTINGS.items():
+            run = run_child(mode, images, 1, env, prefix)
+            seen.add(run["weights_sha256"])
+            isa, threads = run["onednn_isa"], run["intra_op_threads"]
+            print(f"  {mode:6} {name:32} {run['weights_sha256'][:16]}  (oneDNN {isa}, {threads} intra-op threads)")
+        print(f"  {mode}: {len(seen)} distinct digest(s) over {len(SETTINGS)} settings")
+
+
+def cost(pairs: int, epochs: int) -> None:
+    print(f"default model on the whole training split, {epochs} epochs; training images/s of the last epoch")
+    ratios = []
+    for pair in range(pairs):
+        native = run_child("native", 0, epochs)["images_per_second"]
+        exact = run_child("exact", 0, epochs)["images_per_second"]
+        ratios.append(exact / native)
+        print(f"  pair {pair + 1}: native {native:7.0f}  exact {exact:7.0f}  exact/native {ratios[-1]:.3f}")
+    spread = f"{min(ratios):.3f}-{max(ratios):.3f}"
+    print(f"exact/native images/s: median {statistics.median(ratios):.3f} over {pairs} pairs (range {spread})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    digests_parser = commands.add_parser("digests")
+    digests_parser.add_argument("--images", type=int, default=12000)
+    cost_parser = commands.add_parser("cost")
+    cost_parser.add_argument("--pairs", type=int, default=3)
+    cost_parser.add_argument("--epochs", type=int, default=2)
+    child_parser = commands.add_parser("child")
+    child_parser.add_argument("mode", choices=["exact", "native"])
+    child_parser.add_argument("images", type=int)
+    child_parser.add_argument("epochs", type=int)
+    args = parser.parse_args()
+    if args.command == "digests":
+        digests(args.images)
+    elif args.command == "cost":
+        cost(args.pairs, args.epochs)
+    else:
+        child(args.mode, args.images, args.epochs)
+
+
+if __name__ == "__main__":
+    main()

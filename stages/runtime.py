@@ -1,0 +1,140 @@
+"""What decides the bits of a run, pinned before TensorFlow loads (params `runtime`), and recorded after.
+
+TensorFlow's oneDNN kernels pick their instruction set (AVX2, AVX-512, AMX, ...) from the CPU at run
+time, and split their work by the intra-op thread count; both change the order of floating-point sums,
+so the same params give other weights on another machine. `runtime.mode: exact` fixes both, with op
+determinism and strict float32 math, so every x86-64 CPU with AVX2 computes the same bits. `native`
+leaves TensorFlow's defaults: fastest on the machine at hand, the same bits on that machine only.
+"""
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+from stages import params
+
+EXACT_ISA = "AVX2"  # every x86-64 CPU sold since about 2015 has it
+EXACT_INTER_OP_THREADS = 1  # independent ops one after another: order of execution never matters then
+
+# oneDNN's x86-64 instruction-set levels (the names ONEDNN_MAX_CPU_ISA takes), lowest first, each with
+# the /proc/cpuinfo flags it needs on top of the level before.
+ONEDNN_LADDER = [
+    ("SSE41", {"sse4_1"}),
+    ("AVX", {"avx"}),
+    ("AVX2", {"avx2", "fma"}),
+    ("AVX512_CORE", {"avx512f", "avx512bw", "avx512vl", "avx512dq"}),
+    ("AVX512_CORE_VNNI", {"avx512_vnni"}),
+    ("AVX512_CORE_BF16", {"avx512_bf16"}),
+    ("AVX512_CORE_FP16", {"avx512_fp16"}),
+    ("AVX512_CORE_AMX", {"amx_tile", "amx_int8", "amx_bf16"}),
+]
+# A side branch: AVX2 plus VNNI on CPUs without AVX-512; the AVX-512 levels do not include it.
+AVX2_VNNI = "AVX2_VNNI"
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields from /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields = {}
+    for line in text.split("\n\n")[0].splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def cpu_flags() -> set[str]:
+    return set(_cpuinfo().get("flags", "").split())
+
+
+def cpu_model() -> str:
+    info = _cpuinfo()
+    return info.get("model name") or info.get("Model") or platform.processor() or platform.machine()
+
+
+def onednn_isa(flags: set[str], cap: str | None = None) -> str | None:
+    """The level oneDNN runs at: the highest one the CPU has, no higher than `cap` (ONEDNN_MAX_CPU_ISA)."""
+    cap = None if cap in (None, "ALL", "DEFAULT") else cap.upper()
+    levels = [name for name, _ in ONEDNN_LADDER]
+    if cap not in (None, AVX2_VNNI, *levels):
+        return f"{onednn_isa(flags)} (ONEDNN_MAX_CPU_ISA={cap} not known here)"
+    best, needed = None, set()
+    for name, more in ONEDNN_LADDER:
+        needed |= more
+        if not needed <= flags or (cap == AVX2_VNNI and name == "AVX512_CORE"):
+            break
+        best = name
+        if name == cap:
+            break
+    if best == "AVX2" and "avx_vnni" in flags and cap in (None, AVX2_VNNI):
+        return AVX2_VNNI
+    return best
+
+
+def pin(config: params.RuntimeParams, environ: dict[str, str] = os.environ) -> None:
+    """Set what TensorFlow reads when it loads; call before the first `import tensorflow`."""
+    if config.mode != "exact":
+        return
+    if "tensorflow" in sys.modules:
+        raise RuntimeError("runtime.pin() in exact mode must run before TensorFlow is imported")
+    flags = cpu_flags()
+    if platform.machine() not in ("x86_64", "AMD64") or not {"avx2", "fma"} <= flags:
+        print(
+            f"warning: runtime.mode = 'exact' gives the same bits on x86-64 CPUs with AVX2; this "
+            f"{platform.machine()} CPU is not one, so its results will differ from theirs",
+            file=sys.stderr,
+        )
+    environ.update(
+        ONEDNN_MAX_CPU_ISA=EXACT_ISA,
+        ONEDNN_DEFAULT_FPMATH_MODE="STRICT",  # no implicit bfloat16/tf32 down-conversion
+        TF_ENABLE_ONEDNN_OPTS="1",  # the default on x86 Linux, not everywhere
+        TF_NUM_INTRAOP_THREADS=str(config.threads),
+        TF_NUM_INTEROP_THREADS=str(EXACT_INTER_OP_THREADS),
+        TF_DETERMINISTIC_OPS="1",
+        CUDA_VISIBLE_DEVICES="",  # GPUs do other arithmetic: exact mode is the CPU's
+        KERAS_BACKEND="tensorflow",  # whatever ~/.keras/keras.json says
+    )
+
+
+def configure_tensorflow(config: params.RuntimeParams) -> None:
+    """The pins that TensorFlow takes as calls, right after import and before the first op."""
+    if config.mode != "exact":
+        return
+    import keras
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(config.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(EXACT_INTER_OP_THREADS)
+    tf.config.experimental.enable_op_determinism()
+    # Keras' own defaults, which a user's ~/.keras/keras.json may have changed (epsilon clips the loss).
+    keras.config.set_floatx("float32")
+    keras.config.set_epsilon(1e-7)
+    keras.config.set_image_data_format("channels_last")
+
+
+def _threads(configured: int, variable: str) -> int:
+    """TensorFlow's rule: the configured count, else the environment variable, else one per usable core."""
+    from_environment = os.environ.get(variable, "")
+    return configured or (int(from_environment) if from_environment.isdigit() else 0) or len(os.sched_getaffinity(0))
+
+
+def facts(config: params.RuntimeParams) -> dict[str, object]:
+    """What decided the bits of this process's arithmetic, as recorded next to the metrics."""
+    import tensorflow as tf
+
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or None
+    onednn_on = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
+    return {
+        "runtime_mode": config.mode,
+        "tensorflow": tf.__version__,
+        "onednn_isa": onednn_isa(cpu_flags(), cap) if onednn_on else "off",
+        "intra_op_threads": _threads(tf.config.threading.get_intra_op_parallelism_threads(), "TF_NUM_INTRAOP_THREADS"),
+        "inter_op_threads": _threads(tf.config.threading.get_inter_op_parallelism_threads(), "TF_NUM_INTEROP_THREADS"),
+        "op_determinism": os.environ.get("TF_DETERMINISTIC_OPS", "").lower() in ("1", "true"),
+        "cpu": cpu_model(),
+        "cpu_cores": len(os.sched_getaffinity(0)),
+        "machine": platform.machine(),
+    }

@@ -1,0 +1,143 @@
+"""Exact mode: the pins hold when this machine's defaults differ, and the recorded facts say what ran."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from stages import params, runtime
+from tests.conftest import REPO
+
+# Flags of real CPUs, as /proc/cpuinfo lists them (only those that matter here).
+HASWELL = {"sse4_1", "avx", "avx2", "fma"}
+ALDER_LAKE = HASWELL | {"avx_vnni"}
+SKYLAKE_SP = HASWELL | {"avx512f", "avx512bw", "avx512vl", "avx512dq"}
+ZEN4 = SKYLAKE_SP | {"avx512_vnni", "avx512_bf16"}
+SAPPHIRE_RAPIDS = ZEN4 | {"avx_vnni", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "cap", "expected"),
+    [
+        (HASWELL, None, "AVX2"),
+        (ALDER_LAKE, None, "AVX2_VNNI"),
+        (ALDER_LAKE, "AVX512_CORE", "AVX2"),  # the AVX-512 levels do not include AVX2_VNNI
+        (SKYLAKE_SP, None, "AVX512_CORE"),
+        (ZEN4, None, "AVX512_CORE_BF16"),
+        (ZEN4, "avx2", "AVX2"),
+        (ZEN4, "AVX512_CORE", "AVX512_CORE"),
+        (SAPPHIRE_RAPIDS, None, "AVX512_CORE_AMX"),
+        (SAPPHIRE_RAPIDS, "AVX2", "AVX2"),
+        (SAPPHIRE_RAPIDS, "AVX2_VNNI", "AVX2_VNNI"),
+        ({"sse4_1", "avx"}, "AVX2", "AVX"),
+        (HASWELL, "ALL", "AVX2"),
+        (HASWELL, "AVX10_9", "AVX2 (ONEDNN_MAX_CPU_ISA=AVX10_9 not known here)"),
+    ],
+)
+def test_onednn_isa_is_the_highest_level_the_cpu_has_under_the_cap(flags, cap, expected):
+    assert runtime.onednn_isa(flags, cap) == expected
+
+
+# How oneDNN names its levels in its verbose output.
+ONEDNN_VERBOSE_NAMES = {
+    "Intel AVX2": "AVX2",
+    "Intel AVX2 with Intel DL Boost": "AVX2_VNNI",
+    "Intel AVX-512 with AVX512BW, AVX512VL, and AVX512DQ extensions": "AVX512_CORE",
+    "Intel AVX-512 with Intel DL Boost": "AVX512_CORE_VNNI",
+    "Intel AVX-512 with Intel DL Boost and bfloat16 support": "AVX512_CORE_BF16",
+}
+
+CHILD_ENV = {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def child(code: str, env: dict[str, str] | None = None, prefix: list[str] | None = None) -> str:
+    result = subprocess.run(
+        [*(prefix or []), sys.executable, "-c", code],
+        env=os.environ | CHILD_ENV | (env or {}),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.skipif("avx2" not in runtime.cpu_flags(), reason="needs an x86-64 CPU with AVX2")
+def test_the_recorded_isa_is_the_one_onednn_reports_and_exact_mode_pins_it():
+    probe = """
+import json, sys
+from stages import params, runtime
+config = params.RuntimeParams(mode=sys.argv[1] if len(sys.argv) > 1 else "{mode}", threads=2)
+runtime.pin(config)
+import tensorflow as tf
+runtime.configure_tensorflow(config)
+tf.nn.conv2d(tf.ones((1, 8, 8, 1)), tf.ones((3, 3, 1, 2)), 1, "SAME").numpy()
+print(json.dumps(runtime.facts(config)))
+"""
+    caps = [None, "AVX2"] + (["AVX512_CORE"] if "avx512f" in runtime.cpu_flags() else [])
+    for mode in ("native", "exact"):
+        for cap in caps:
+            output = child(probe.format(mode=mode), {"ONEDNN_VERBOSE": "1", "ONEDNN_MAX_CPU_ISA": cap or ""})
+            said = re.search(r"^onednn_verbose,.*,isa:(.*)$", output, re.MULTILINE).group(1)
+            facts = json.loads(output.strip().splitlines()[-1])
+            assert said in ONEDNN_VERBOSE_NAMES, f"oneDNN's name {said!r} is not in this test's table"
+            assert facts["onednn_isa"] == ONEDNN_VERBOSE_NAMES[said], (mode, cap)
+            if mode == "exact":
+                assert facts["onednn_isa"] == "AVX2"
+                assert (facts["intra_op_threads"], facts["inter_op_threads"], facts["op_determinism"]) == (2, 1, True)
+                assert re.search(r"^onednn_verbose,.*,nthr:2$", output, re.MULTILINE)
+
+
+TRAIN = """
+import json
+from stages import params, runtime
+config = params.RuntimeParams(mode="{mode}", threads=2)
+runtime.pin(config)
+from stages import training
+from tests.conftest import synthetic_split
+runtime.configure_tensorflow(config)
+x, y = synthetic_split(600, seed=5)
+train_params = params.TrainParams(model="conv2_bn", epochs=1, batch_size=64, optimizer="adam", learning_rate=0.002,
+    lr_schedule="cosine", dropout=0.15, label_smoothing=0.0, augment="flip", seed=42, histogram_freq=0,
+    distribute="auto")
+model = training.compile_model(train_params, 500)
+training.fit(model, train_params, (x[:500, ..., None], y[:500]), (x[500:, ..., None], y[500:]), None)
+print(training.weights_sha256(model))
+"""
+
+
+@pytest.mark.skipif(not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2, reason="needs taskset, 2 cores")
+@pytest.mark.skipif("avx512f" not in runtime.cpu_flags(), reason="needs a CPU with AVX-512 to change the ISA")
+def test_exact_mode_gives_one_digest_where_the_defaults_give_several():
+    """Other instruction sets and core counts, on this machine: what another CPU would change."""
+    one_core = ["taskset", "-c", "0"]
+    # What a user or another machine would change: the ISA cap (AVX-512 here, AVX2 on older CPUs), the cores.
+    exact_settings = [({}, None), ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, None), ({}, one_core)]
+    native_settings = [({}, None), ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, None), ({}, one_core)]
+    exact = {child(TRAIN.format(mode="exact"), env, prefix).split()[-1] for env, prefix in exact_settings}
+    native = {child(TRAIN.format(mode="native"), env, prefix).split()[-1] for env, prefix in native_settings}
+    assert len(exact) == 1, exact
+    assert len(native) == 3, native  # the settings do change the bits when nothing pins them
+
+
+def test_exact_mode_refuses_to_pin_too_late_and_native_mode_changes_nothing():
+    import tensorflow  # noqa: F401  (as in any process that has loaded it)
+
+    with pytest.raises(RuntimeError, match="before TensorFlow is imported"):
+        runtime.pin(params.RuntimeParams(mode="exact", threads=3), {})
+    environ: dict[str, str] = {}
+    runtime.pin(params.RuntimeParams(mode="native", threads=3), environ)
+    assert environ == {}
+
+
+def test_pins_in_the_environment(monkeypatch):
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    environ: dict[str, str] = {}
+    runtime.pin(params.RuntimeParams(mode="exact", threads=3), environ)
+    assert environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert environ["TF_NUM_INTRAOP_THREADS"] == "3" and environ["TF_NUM_INTEROP_THREADS"] == "1"
+    assert environ["TF_DETERMINISTIC_OPS"] == "1" and environ["CUDA_VISIBLE_DEVICES"] == ""
