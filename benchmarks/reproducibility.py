@@ -1,11 +1,14 @@
 """Exact mode (params `runtime.mode`): does it give the same bits everywhere, and what does it cost?
 
     python -m benchmarks.reproducibility digests [--images 12000]   # same digest under other ISAs and cores?
+    python -m benchmarks.reproducibility emulated [--images 600]    # ... and on other CPUs, emulated by QEMU
     python -m benchmarks.reproducibility cost [--pairs 3]            # images/s, exact vs native, full data
 
 `digests` trains the default model for one epoch in fresh processes, each under another setting that
 changes TensorFlow's defaults on one machine (oneDNN's instruction set, the cores the process may use,
-thread variables), in exact and in native mode, and prints each run's weights digest. `cost` trains
+thread variables), in exact and in native mode, and prints each run's weights digest. `emulated` does
+the same on this machine and under QEMU's user-mode emulation of other x86-64 CPUs (Debian's qemu-user:
+an Intel Haswell and an AMD EPYC Rome, both AVX2 without AVX-512), about 100x slower, so on fewer images. `cost` trains
 the default model on the full training split in alternating processes, native then exact (A B A B ...),
 and prints each pair's ratio of training images/s (second epoch), their median and spread.
 Run from the repository root after `dvc repro preprocess` (uses data/prepared; writes nothing).
@@ -72,6 +75,23 @@ def digests(images: int) -> None:
         print(f"  {mode}: {len(seen)} distinct digest(s) over {len(SETTINGS)} settings")
 
 
+# CPUs that QEMU emulates (its TCG has AVX2 but no AVX-512): other vendors, models and cache sizes.
+EMULATED_CPUS = ["Haswell", "EPYC-Rome"]
+
+
+def emulated(images: int) -> None:
+    host = f"this machine ({runtime.cpu_model()})"
+    print(f"one epoch of the default model on {images} training images")
+    for mode in ("exact", "native"):
+        runs = {host: run_child(mode, images, 1)}
+        for cpu in EMULATED_CPUS:
+            runs[f"QEMU -cpu {cpu}"] = run_child(mode, images, 1, prefix=["qemu-x86_64", "-cpu", cpu])
+        for name, run in runs.items():
+            print(f"  {mode:6} {name:32} {run['weights_sha256'][:16]}")
+        distinct = len({run["weights_sha256"] for run in runs.values()})
+        print(f"  {mode}: {distinct} distinct digest(s) over {len(runs)} CPUs")
+
+
 def cost(pairs: int, epochs: int) -> None:
     print(f"default model on the whole training split, {epochs} epochs; training images/s of the last epoch")
     ratios = []
@@ -89,6 +109,8 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     digests_parser = commands.add_parser("digests")
     digests_parser.add_argument("--images", type=int, default=12000)
+    emulated_parser = commands.add_parser("emulated")
+    emulated_parser.add_argument("--images", type=int, default=600)
     cost_parser = commands.add_parser("cost")
     cost_parser.add_argument("--pairs", type=int, default=3)
     cost_parser.add_argument("--epochs", type=int, default=2)
@@ -99,6 +121,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "digests":
         digests(args.images)
+    elif args.command == "emulated":
+        emulated(args.images)
     elif args.command == "cost":
         cost(args.pairs, args.epochs)
     else:

@@ -255,7 +255,11 @@ class Review:
 
     @property
     def problems(self) -> list[str]:
-        found = [f"stale results: {stage} ({', '.join(why)})" for stage, why in self.stale.items()]
+        found = []
+        if self.stale:
+            found.append(
+                "stale results: " + "; ".join(f"{stage} ({', '.join(why)})" for stage, why in self.stale.items())
+            )
         if self.reproduction:
             found.append(f"not reproduced: {self.reproduction}")
         if self.gate:
@@ -279,10 +283,8 @@ class Review:
             lines += metric_table(list(dict.fromkeys(others)), self.base_results, self.head_results, self.reproduced)
             lines += ["", "</details>"]
         lines += ["", "### Fingerprint", "", "| | base | head | reproduced |", "| --- | --- | --- | --- |"]
-        keys = dict.fromkeys(
-            key for r in (self.base_results, self.head_results) for key in r.files.get(str(paths.FINGERPRINT), {})
-        )
-        for key in keys:
+        keys = {key for r in (self.base_results, self.head_results) for key in r.files.get(str(paths.FINGERPRINT), {})}
+        for key in sorted(keys, key=lambda key: (key != "weights_sha256", key)):  # the digest first
             values = [r.get(paths.FINGERPRINT, key) if r else None for r in self._sides()]
             shown = [_number(v)[:12] if key == "weights_sha256" and v else _number(v) for v in values]
             lines.append(f"| `{key}` | {' | '.join(shown)} |")

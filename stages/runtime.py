@@ -2,9 +2,11 @@
 
 TensorFlow's oneDNN kernels pick their instruction set (AVX2, AVX-512, AMX, ...) from the CPU at run
 time, and split their work by the intra-op thread count; both change the order of floating-point sums,
-so the same params give other weights on another machine. `runtime.mode: exact` fixes both, with op
-determinism and strict float32 math, so every x86-64 CPU with AVX2 computes the same bits. `native`
-leaves TensorFlow's defaults: fastest on the machine at hand, the same bits on that machine only.
+so the same params give other weights on another machine. And one instruction TensorFlow uses for
+batch norm's rsqrt is itself an approximation whose bits differ from one CPU make to another.
+`runtime.mode: exact` pins the instruction set and threads, turns on op determinism and strict float32,
+and computes batch norm with IEEE sqrt and division, so every x86-64 CPU with AVX2 computes the same
+bits. `native` leaves TensorFlow's defaults: fastest on the machine at hand, same bits there only.
 """
 
 import os
@@ -109,10 +111,30 @@ def configure_tensorflow(config: params.RuntimeParams) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(config.threads)
     tf.config.threading.set_inter_op_parallelism_threads(EXACT_INTER_OP_THREADS)
     tf.config.experimental.enable_op_determinism()
+    tf.nn.batch_normalization = _batch_normalization_without_rsqrt  # what Keras' BatchNormalization calls
+    # Grappler's arithmetic optimizer would turn x / sqrt(y) back into x * rsqrt(y).
+    tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
     # Keras' own defaults, which a user's ~/.keras/keras.json may have changed (epsilon clips the loss).
     keras.config.set_floatx("float32")
     keras.config.set_epsilon(1e-7)
     keras.config.set_image_data_format("channels_last")
+
+
+def _batch_normalization_without_rsqrt(x, mean, variance, offset, scale, variance_epsilon, name=None):
+    """tf.nn.batch_normalization as (x - mean) / sqrt(variance + epsilon), in IEEE arithmetic throughout.
+
+    TensorFlow's own version computes rsqrt(variance + epsilon), which its CPU kernel takes from the
+    RSQRTPS instruction plus a Newton step; so would 1 / sqrt(...), which Grappler's constant folding
+    turns into Reciprocal (RCPPS). Those instructions are approximations whose bits differ between
+    Intel, AMD and emulated CPUs. Dividing the activations by the square root avoids both.
+    """
+    import tensorflow as tf
+
+    with tf.name_scope(name or "batchnorm"):
+        normalized = (x - tf.cast(mean, x.dtype)) / tf.cast(tf.sqrt(variance + variance_epsilon), x.dtype)
+        if scale is not None:
+            normalized *= tf.cast(scale, x.dtype)
+        return normalized + tf.cast(offset, x.dtype) if offset is not None else normalized
 
 
 def _threads(configured: int, variable: str) -> int:

@@ -149,7 +149,7 @@ def test_the_gate_compares_committed_head_with_committed_base(pr, github, tmp_pa
     base_accuracy = json.loads(run(["git", "show", f"base:{paths.METRICS}"], pr).stdout)["accuracy"]
     metrics["accuracy"] = round(base_accuracy - 0.006, 4)  # 0.6 pp below the base: the limit is 0.5 pp
     (pr / paths.METRICS).write_text(json.dumps(metrics))
-    subprocess.run(["dvc", "commit", "-qf", "evaluate"], cwd=pr, env=project_env(), check=True)
+    subprocess.run(["dvc", "commit", "-q", "-f", "evaluate"], cwd=pr, env=project_env(), check=True)
     commit(pr, "worse")
     result, text = review(pr, github, tmp_path)
     assert result.returncode == 1

@@ -141,3 +141,44 @@ def test_pins_in_the_environment(monkeypatch):
     assert environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     assert environ["TF_NUM_INTRAOP_THREADS"] == "3" and environ["TF_NUM_INTEROP_THREADS"] == "1"
     assert environ["TF_DETERMINISTIC_OPS"] == "1" and environ["CUDA_VISIBLE_DEVICES"] == ""
+
+
+# Ops whose kernels use approximate instructions (RSQRTPS, RCPPS): their bits differ between CPU makes.
+APPROXIMATE_OPS = {"Rsqrt", "RsqrtGrad", "Reciprocal", "ReciprocalGrad", "Inv", "InvGrad"}
+
+# The ops that ran, after Grappler and the oneDNN rewrite, for one training step and one prediction.
+EXECUTED_OPS = """
+import json
+from stages import params, runtime
+config = params.RuntimeParams(mode="{mode}", threads=2)
+runtime.pin(config)
+import tensorflow as tf
+from tensorflow.python.eager import context
+from stages import training
+from tests.conftest import synthetic_split
+runtime.configure_tensorflow(config)
+x, y = synthetic_split(64, seed=5)
+train_params = params.TrainParams(model="conv2_bn", epochs=1, batch_size=64, optimizer="adam", learning_rate=0.002,
+    lr_schedule="cosine", dropout=0.15, label_smoothing=0.0, augment="flip", seed=42, histogram_freq=0,
+    distribute="auto")
+model = training.compile_model(train_params, 64)
+images, labels = next(iter(training.batches(train_params, x[..., None], y)))
+context.context().enable_run_metadata()
+tf.function(model.train_step)((images, labels))
+tf.function(lambda x: model(x, training=False))(images)
+metadata = context.context().export_run_metadata()
+types = set()
+for graphs in metadata.function_graphs:
+    for graph in [*graphs.partition_graphs, graphs.post_optimization_graph]:
+        types |= {{node.op for node in graph.node}}
+        types |= {{node.op for function in graph.library.function for node in function.node_def}}
+print(json.dumps(sorted(types)))
+"""
+
+
+def test_exact_mode_trains_and_predicts_without_approximate_instructions():
+    """What TensorFlow runs, not what the Python code says: Grappler rewrites x / sqrt(y) and 1 / y."""
+    exact = set(json.loads(child(EXECUTED_OPS.format(mode="exact")).splitlines()[-1]))
+    native = set(json.loads(child(EXECUTED_OPS.format(mode="native")).splitlines()[-1]))
+    assert {"_MklNativeConv2D", "_MklMatMul", "Sqrt"} <= exact and not exact & APPROXIMATE_OPS
+    assert native & APPROXIMATE_OPS == {"Rsqrt", "RsqrtGrad"}  # batch norm, as TensorFlow computes it
