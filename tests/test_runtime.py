@@ -182,3 +182,15 @@ def test_exact_mode_trains_and_predicts_without_approximate_instructions():
     native = set(json.loads(child(EXECUTED_OPS.format(mode="native")).splitlines()[-1]))
     assert {"_MklNativeConv2D", "_MklMatMul", "Sqrt"} <= exact and not exact & APPROXIMATE_OPS
     assert native & APPROXIMATE_OPS == {"Rsqrt", "RsqrtGrad"}  # batch norm, as TensorFlow computes it
+
+
+def test_exact_mode_warns_on_a_cpu_it_cannot_promise_and_still_runs(monkeypatch, capsys):
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)  # as in a stage, before TensorFlow loads
+    monkeypatch.setattr(runtime.platform, "machine", lambda: "aarch64")
+    environ: dict[str, str] = {}
+    runtime.pin(params.RuntimeParams(mode="exact", threads=2), environ)
+    warning = capsys.readouterr().err
+    assert warning.startswith(
+        "warning: runtime.mode = 'exact' gives the same bits on x86-64 CPUs with AVX2; this aarch64"
+    )
+    assert len(warning.splitlines()) == 1 and environ["TF_NUM_INTRAOP_THREADS"] == "2"
