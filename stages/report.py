@@ -202,6 +202,8 @@ def metric_table(keys: list[tuple[str, str]], base: Results, head: Results, repr
 def mermaid_chart(title: str, series: dict[str, list[float]]) -> list[str]:
     """A Mermaid xychart-beta line chart, one line per series in LINE_COLOURS order (GitHub renders it)."""
     names = [name for name in LINE_COLOURS if series.get(name)]
+    if not names:
+        return []
     values = [v for name in names for v in series[name]]
     epochs = max(len(series[name]) for name in names)
     low, high = min(values), max(values)

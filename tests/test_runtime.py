@@ -92,22 +92,30 @@ print(json.dumps(runtime.facts(config)))
                 assert re.search(r"^onednn_verbose,.*,nthr:2$", output, re.MULTILINE)
 
 
-TRAIN = """
+# A child process as the train stage starts one: pins, TensorFlow, then the default model's training params.
+SETUP = """
 import json
 from stages import params, runtime
 config = params.RuntimeParams(mode="{mode}", threads=2)
 runtime.pin(config)
+import tensorflow as tf
 from stages import training
 from tests.conftest import synthetic_split
 runtime.configure_tensorflow(config)
-x, y = synthetic_split(600, seed=5)
 train_params = params.TrainParams(model="conv2_bn", epochs=1, batch_size=64, optimizer="adam", learning_rate=0.002,
     lr_schedule="cosine", dropout=0.15, label_smoothing=0.0, augment="flip", seed=42, histogram_freq=0,
     distribute="auto")
+"""
+
+TRAIN = (
+    SETUP
+    + """
+x, y = synthetic_split(600, seed=5)
 model = training.compile_model(train_params, 500)
 training.fit(model, train_params, (x[:500, ..., None], y[:500]), (x[500:, ..., None], y[500:]), None)
 print(training.weights_sha256(model))
 """
+)
 
 
 @pytest.mark.skipif(not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2, reason="needs taskset, 2 cores")
@@ -147,20 +155,11 @@ def test_pins_in_the_environment(monkeypatch):
 APPROXIMATE_OPS = {"Rsqrt", "RsqrtGrad", "Reciprocal", "ReciprocalGrad", "Inv", "InvGrad"}
 
 # The ops that ran, after Grappler and the oneDNN rewrite, for one training step and one prediction.
-EXECUTED_OPS = """
-import json
-from stages import params, runtime
-config = params.RuntimeParams(mode="{mode}", threads=2)
-runtime.pin(config)
-import tensorflow as tf
+EXECUTED_OPS = (
+    SETUP
+    + """
 from tensorflow.python.eager import context
-from stages import training
-from tests.conftest import synthetic_split
-runtime.configure_tensorflow(config)
 x, y = synthetic_split(64, seed=5)
-train_params = params.TrainParams(model="conv2_bn", epochs=1, batch_size=64, optimizer="adam", learning_rate=0.002,
-    lr_schedule="cosine", dropout=0.15, label_smoothing=0.0, augment="flip", seed=42, histogram_freq=0,
-    distribute="auto")
 model = training.compile_model(train_params, 64)
 images, labels = next(iter(training.batches(train_params, x[..., None], y)))
 context.context().enable_run_metadata()
@@ -174,6 +173,7 @@ for graphs in metadata.function_graphs:
         types |= {{node.op for function in graph.library.function for node in function.node_def}}
 print(json.dumps(sorted(types)))
 """
+)
 
 
 def test_exact_mode_trains_and_predicts_without_approximate_instructions():
