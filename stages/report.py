@@ -346,8 +346,11 @@ def max_accuracy_drop(base: str) -> float:
         return params.load().review.max_accuracy_drop
 
 
-def check_head(head: str, reproduce: bool) -> tuple[dict[str, list[str]], Results | None]:
-    """Staleness, then (if asked and not stale) a full re-run, in a fresh checkout of `head` with no cache."""
+def check_head(head: str, reproduce: bool) -> tuple[dict[str, list[str]], Results | None, str | None]:
+    """Staleness, then (if asked and not stale) a full re-run, in a fresh checkout of `head` with no cache.
+
+    Returns the stale stages, the reproduced results, and why the re-run failed if it did.
+    """
     with tempfile.TemporaryDirectory(prefix="review-") as scratch:
         checkout = Path(scratch) / "head"
         run(["git", "worktree", "add", "--detach", "--quiet", str(checkout), head])
@@ -355,11 +358,11 @@ def check_head(head: str, reproduce: bool) -> tuple[dict[str, list[str]], Result
             status = json.loads(dvc("status", "--json", cwd=checkout) or "{}")
             stale = stale_stages(status, pipeline_outputs(checkout / "dvc.yaml"))
             if not reproduce or stale:
-                return stale, None
+                return stale, None, None
             print(f"reproducing {head} in a fresh checkout: dvc repro", flush=True)
             if subprocess.run(["dvc", "repro"], cwd=checkout).returncode != 0:
-                raise StageError(f"dvc repro of {head} failed (its output is above)")
-            return stale, Results.read(checkout)
+                return stale, None, f"`dvc repro` of {head} failed (its output is in the log)"
+            return stale, Results.read(checkout), None
         finally:
             run(["git", "worktree", "remove", "--force", str(checkout)])
 
@@ -370,7 +373,7 @@ def build(base: str, head: str, reproduce: bool) -> Review:
     param_diff = json.loads(dvc("params", "diff", base, head, "--json") or "{}")
     changed = [(key, v.get("old"), v.get("new")) for file in param_diff.values() for key, v in file.items()]
     max_drop = max_accuracy_drop(base)
-    stale, reproduced = check_head(head, reproduce)
+    stale, reproduced, failure = check_head(head, reproduce)
     return Review(
         base=base,
         head=head,
@@ -379,7 +382,7 @@ def build(base: str, head: str, reproduce: bool) -> Review:
         changed_params=changed,
         stale=stale,
         reproduced=reproduced,
-        reproduction=reproduction_problem(head_results, reproduced, max_drop) if reproduced else None,
+        reproduction=failure or (reproduction_problem(head_results, reproduced, max_drop) if reproduced else None),
         gate=gate_problem(base_results, head_results, max_drop),
         max_drop=max_drop,
         charts=curves(base, head),

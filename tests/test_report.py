@@ -136,6 +136,20 @@ def test_a_committed_digest_that_does_not_reproduce_fails(pr, github, tmp_path):
     assert github.comments[0]["body"] == text  # the failing report is still posted
 
 
+def test_a_reproduction_that_fails_to_run_is_reported_and_fails(pr, github, tmp_path):
+    source = pr.parent / "data-source"
+    source.rename(pr.parent / "moved")  # the data the committed params name is gone
+    try:
+        result, text = review(pr, github, tmp_path, "--reproduce", "--comment", "10")
+    finally:
+        (pr.parent / "moved").rename(source)
+    assert result.returncode == 1
+    assert "error: train-images-idx3-ubyte.gz: no source worked" in result.stderr  # the run's own output
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == "error: not reproduced: `dvc repro` of HEAD failed (its output is in the log)"
+    assert "❌ **Not reproduced**: `dvc repro` of HEAD failed" in text and github.comments[0]["body"] == text
+
+
 def test_a_read_only_token_still_writes_the_report_and_runs_the_checks(pr, github, tmp_path):
     github.read_only = True
     result, text = review(pr, github, tmp_path, "--comment", "9")
