@@ -100,6 +100,16 @@ def copy_project(dest: Path, **sections: dict) -> Path:
     return dest
 
 
+def project_on_tiny_data(root: Path, epochs: int = 2) -> Path:
+    """A copy of the pipeline in root/project whose download source is tiny IDX files in root/source."""
+    checksums = write_dataset(root / "source")
+    return copy_project(
+        root / "project",
+        download={"sources": [str(root / "source")], "sha256": checksums},
+        train={"epochs": epochs, "learning_rate": 0.003},
+    )
+
+
 def project_env() -> dict[str, str]:
     """Environment in which `dvc` and the stages' `python` are this virtual environment's."""
     bin_dir = str(Path(sys.executable).parent)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from stages import params, paths, report, runtime
-from tests.conftest import copy_project, project_env, write_dataset
+from tests.conftest import project_env, project_on_tiny_data
 from tests.fake_github import FakeGitHub
 
 
@@ -36,13 +36,7 @@ def commit(project, message):
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """Tags `base` (2 epochs) and `head` (3 epochs), each a real `dvc repro` in exact mode, committed."""
-    root = tmp_path_factory.mktemp("review")
-    checksums = write_dataset(root / "data-source")
-    project = copy_project(
-        root / "project",
-        download={"sources": [str(root / "data-source")], "sha256": checksums},
-        train={"epochs": 2, "learning_rate": 0.003},
-    )
+    project = project_on_tiny_data(tmp_path_factory.mktemp("review"))
     run(["git", "init", "-q"], project)
     run(["dvc", "init", "-q"], project)
     for tag, epochs in (("base", 2), ("head", 3)):
@@ -137,7 +131,7 @@ def test_a_committed_digest_that_does_not_reproduce_fails(pr, github, tmp_path):
 
 
 def test_a_reproduction_that_fails_to_run_is_reported_and_fails(pr, github, tmp_path):
-    source = pr.parent / "data-source"
+    source = pr.parent / "source"
     source.rename(pr.parent / "moved")  # the data the committed params name is gone
     try:
         result, text = review(pr, github, tmp_path, "--reproduce", "--comment", "10")

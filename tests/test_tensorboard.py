@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from stages import params
 from stages.model import build_model
-from tests.conftest import REPO, copy_project, free_port, project_env, write_dataset
+from tests.conftest import REPO, free_port, project_env, project_on_tiny_data
 
 EPOCHS = 2
 
@@ -20,13 +20,7 @@ EPOCHS = 2
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory):
     """Run every stage's main on tiny data; return the logs/ folder."""
-    root = tmp_path_factory.mktemp("tensorboard")
-    checksums = write_dataset(root / "source")
-    project = copy_project(
-        root / "project",
-        download={"sources": [str(root / "source")], "sha256": checksums},
-        train={"epochs": EPOCHS, "learning_rate": 0.003},
-    )
+    project = project_on_tiny_data(tmp_path_factory.mktemp("tensorboard"), EPOCHS)
     for stage in ("download", "preprocess", "train", "evaluate"):
         result = subprocess.run(
             [sys.executable, "-m", f"stages.{stage}"], cwd=project, env=project_env(), capture_output=True, text=True
