@@ -55,9 +55,10 @@ def child(mode: str, images: int, epochs: int) -> None:
     print(json.dumps(result))
 
 
-def run_child(mode: str, images: int, epochs: int, env: dict[str, str] = {}, prefix: list[str] = []) -> dict:  # noqa: B006
-    command = [*prefix, sys.executable, "-m", "benchmarks.reproducibility", "child", mode, str(images), str(epochs)]
-    result = subprocess.run(command, env=os.environ | env, capture_output=True, text=True, check=False)
+def run_child(mode: str, images: int, epochs: int, env: dict | None = None, prefix: list | None = None) -> dict:
+    child_args = ["-m", "benchmarks.reproducibility", "child", mode, str(images), str(epochs)]
+    command = [*(prefix or []), sys.executable, *child_args]
+    result = subprocess.run(command, env=os.environ | (env or {}), capture_output=True, text=True, check=False)
     if result.returncode != 0:
         sys.exit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])

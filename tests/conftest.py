@@ -18,6 +18,22 @@ import yaml
 from stages import paths
 
 REPO = Path(__file__).resolve().parents[1]
+PROJECT_OUTPUTS = ("data", "models", "logs", "reports")  # DVC outputs: tests work in copies, never here
+
+
+def _outputs_snapshot() -> dict[str, int]:
+    paths = (path for folder in PROJECT_OUTPUTS for path in (REPO / folder).rglob("*"))
+    return {str(path.relative_to(REPO)): path.stat().st_mtime_ns for path in paths}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def project_outputs_untouched():
+    """Fails the run if any test wrote into the project's own data/, models/, logs/ or reports/."""
+    before = _outputs_snapshot()
+    yield
+    after = _outputs_snapshot()
+    changed = sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+    assert not changed, f"tests wrote into the project's own outputs: {changed[:5]}"
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
