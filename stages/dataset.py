@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from stages.errors import StageError
-from stages.files import atomic_path
 
 CLASS_NAMES = (
     "T-shirt/top",
@@ -71,7 +70,7 @@ def read_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nda
 
 
 def save_arrays(path: Path, x: np.ndarray, y: np.ndarray) -> None:
-    with atomic_path(path) as tmp, tmp.open("wb") as out:
+    with path.open("wb") as out:  # np.savez(path) would append ".npz" to a temporary's name
         np.savez(out, x=x, y=y)
 
 

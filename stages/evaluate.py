@@ -18,7 +18,7 @@ import numpy as np
 from stages import dataset, params, paths, runtime
 from stages.errors import StageError, run_stage
 from stages.figures import confusion_matrix_plot, image_grid, png_bytes
-from stages.files import atomic_dir, atomic_path, write_bytes, write_text
+from stages.files import staged_outputs
 
 
 def load_model(path: Path, runtime_params: params.RuntimeParams):
@@ -34,6 +34,14 @@ def load_model(path: Path, runtime_params: params.RuntimeParams):
         return keras.models.load_model(path, safe_mode=True)
     except (ValueError, OSError, zipfile.BadZipFile) as error:
         raise StageError(f"{path}: not a loadable Keras model ({str(error).splitlines()[0]})") from None
+
+
+def read_val_accuracy(path: Path) -> float:
+    """The model's validation accuracy, written beside it by train: logged with the test figures in HParams."""
+    try:
+        return float(json.loads(path.read_text())["val_accuracy"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise StageError(f"{path}: no validation accuracy to read ({error}); run the train stage again") from None
 
 
 def cross_entropy(labels: np.ndarray, probabilities: np.ndarray) -> float:
@@ -68,7 +76,7 @@ def test_metrics(loss: float, matrix: np.ndarray, single_view_accuracy: float) -
 
 def write_confusion_csv(labels: np.ndarray, predicted: np.ndarray, path: Path) -> None:
     """One row per test image, as DVC's confusion template expects."""
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as out:
+    with path.open("w", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(["actual", "predicted"])
         writer.writerows((dataset.CLASS_NAMES[a], dataset.CLASS_NAMES[p]) for a, p in zip(labels, predicted))
@@ -94,7 +102,7 @@ def main() -> None:
     started = time.perf_counter()
     x_test, y_test = dataset.load_arrays(paths.TEST_ARRAYS)
     model = load_model(paths.MODEL, config.runtime)
-    val_accuracy = json.loads(paths.TRAIN_METRICS.read_text())["val_accuracy"]  # written with the model
+    val_accuracy = read_val_accuracy(paths.TRAIN_METRICS)
     probabilities = predict(model, x_test)
     single_view_accuracy = float(np.mean(probabilities.argmax(axis=1) == y_test))
     if config.evaluate.mirror_average:
@@ -104,18 +112,20 @@ def main() -> None:
     matrix = confusion_matrix(y_test, predicted, len(dataset.CLASS_NAMES))
     metrics = test_metrics(loss, matrix, single_view_accuracy)
 
-    write_text(paths.METRICS, json.dumps(metrics, indent=2) + "\n")
-    write_confusion_csv(y_test, predicted, paths.CONFUSION_CSV)
     confusion_png = png_bytes(confusion_matrix_plot(matrix, list(dataset.CLASS_NAMES)))
-    write_bytes(paths.CONFUSION_PNG, confusion_png)
 
     from stages import tblog  # TensorFlow is loaded by now, with the model
 
-    with atomic_dir(paths.EVAL_LOGS) as log_dir:
+    with staged_outputs() as out:  # published together, or (on any failure) not at all
+        out.file(paths.METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
+        write_confusion_csv(y_test, predicted, out.file(paths.CONFUSION_CSV))
+        out.file(paths.CONFUSION_PNG).write_bytes(confusion_png)
+        log_dir = out.folder(paths.EVAL_LOGS)
         pngs = {"confusion_matrix": confusion_png, "misclassified": misclassified_grid(x_test, y_test, predicted)}
         tblog.write_images(log_dir, pngs)
         final = {"test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"], "val_accuracy": val_accuracy}
         tblog.write_hparams(log_dir, run_hparams(config), final)
+        params.check_unchanged(config, "evaluate", "runtime", "train", "preprocess")
     print(f"test accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}")
     print(f"evaluate: {time.perf_counter() - started:.1f}s")
 

@@ -9,8 +9,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from stages.files import write_bytes
-
 
 def png_bytes(figure: plt.Figure) -> bytes:
     buffer = io.BytesIO()
@@ -20,7 +18,7 @@ def png_bytes(figure: plt.Figure) -> bytes:
 
 
 def save_png(figure: plt.Figure, path: Path) -> None:
-    write_bytes(path, png_bytes(figure))
+    path.write_bytes(png_bytes(figure))
 
 
 def image_grid(images: np.ndarray, titles: list[str], columns: int = 8) -> plt.Figure:

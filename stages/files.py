@@ -1,11 +1,19 @@
-"""Atomic writes: an interrupted stage never leaves a half-written output behind."""
+"""Atomic writes: an interrupted or failing stage never leaves a half-written output behind.
+
+A stage writes all its outputs inside one `staged_outputs()` block: each is written under a
+temporary name beside its final path, and only when the whole block succeeds are they renamed
+into place together (SIGINT/SIGTERM held meanwhile). On any error, interrupt or full disk, the
+temporaries are removed and the previous outputs stay exactly as they were.
+"""
 
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+
+from stages.errors import StageError, out_of_space, signals_deferred
 
 
 def _umask() -> int:
@@ -72,3 +80,52 @@ def write_text(path: Path, text: str) -> None:
 def write_bytes(path: Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+class StagedOutputs:
+    """Temporary paths for a stage's outputs; `staged_outputs()` publishes or discards them all."""
+
+    def __init__(self, stack: ExitStack):
+        self._stack = stack
+        self.staged: dict[Path, Path] = {}  # temporary -> final path
+
+    def file(self, path: Path) -> Path:
+        return self._stage(atomic_path(path), path)
+
+    def folder(self, path: Path) -> Path:
+        return self._stage(atomic_dir(path), path)
+
+    def _stage(self, context, path: Path) -> Path:
+        tmp = self._stack.enter_context(context)
+        self.staged[tmp] = path
+        return tmp
+
+    def being_written(self, error: BaseException) -> Path:
+        """The output an error arose in: the one whose temporary the error names, else the last one written."""
+        named = f"{getattr(error, 'filename', None) or ''} {error}"
+        for tmp, final in self.staged.items():
+            if str(tmp) in named:
+                return final
+        return self.staged[max(self.staged, key=_last_modified)]
+
+
+def _last_modified(path: Path) -> float:
+    files = [path, *path.rglob("*")] if path.is_dir() else [path]
+    return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
+
+
+@contextmanager
+def staged_outputs() -> Iterator[StagedOutputs]:
+    stack = ExitStack()
+    outputs = StagedOutputs(stack)
+    try:
+        yield outputs
+    except BaseException as error:
+        full = isinstance(error, Exception) and out_of_space(error) and outputs.staged
+        where = outputs.being_written(error) if full else None
+        stack.__exit__(type(error), error, error.__traceback__)  # each temporary removed, nothing published
+        if where:
+            raise StageError(f"{where}: no space left on device; previous outputs left as they were") from None
+        raise
+    with signals_deferred():  # all renamed into place, or (SIGKILL aside) none
+        stack.close()

@@ -1,16 +1,21 @@
 """params.yaml, read and validated in one place before any stage does heavy work.
 
-Each stage calls `load()` and uses only its own section; the schema below says what every
+Each stage calls `load()` and uses only its own sections; the schema below says what every
 key means and what values are allowed, so a typo fails fast with the key named.
+
+The file is parsed by DVC's own YAML reader (ruamel.yaml, YAML 1.2) and validated strictly
+(no coercion: 12.0 is not an int, "yes" is not a bool), so a stage acts on exactly the values
+DVC records in dvc.lock, and refuses whatever DVC refuses, with a one-line error.
 """
 
 import difflib
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from dvc.utils.serialize import YAMLFileCorruptedError, parse_yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from stages import paths
 from stages.errors import StageError
@@ -30,40 +35,60 @@ def _sha256(value: str) -> str:
     return value
 
 
+def _source(value: str) -> str:
+    if "://" not in value:
+        return value  # a local folder
+    try:
+        url = urlsplit(value)
+        url.port  # noqa: B018 (parses the port: raises on a bad one)
+    except ValueError as error:
+        raise ValueError(f"not a valid URL ({error})") from None
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError("must be a local folder or an http:// or https:// URL with a host")
+    return value
+
+
+Seed = Annotated[int, Field(ge=0, lt=2**32)]  # NumPy and TensorFlow seeds are 32-bit
+
+
 class Section(BaseModel):
-    # Unknown keys are errors: a misspelled knob must not be silently ignored.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown keys are errors: a misspelled knob must not be silently ignored. Strict: no value is coerced
+    # (the stage must act on what DVC records), and NaN or infinity is no setting.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class DownloadParams(Section):
-    sources: list[str] = Field(min_length=1)
+    sources: list[Annotated[str, Field(min_length=1), AfterValidator(_source)]] = Field(min_length=1)
     sha256: dict[str, Annotated[str, AfterValidator(_sha256)]]
     retries: int = Field(ge=0, le=10)
-    timeout_s: float = Field(gt=0)
-    backoff_s: float = Field(ge=0)
+    timeout_s: float = Field(gt=0, le=3600)
+    backoff_s: float = Field(ge=0, le=3600)
 
-    def model_post_init(self, _context: object) -> None:
+    @field_validator("sha256")
+    @classmethod
+    def _every_file(cls, value: dict[str, str]) -> dict[str, str]:
         expected = sorted(paths.RAW_FILES.values())
-        if sorted(self.sha256) != expected:
-            raise ValueError(f"sha256 must list exactly the files {expected}")
+        if sorted(value) != expected:
+            raise ValueError(f"must list exactly the files {expected}")
+        return value
 
 
 class PreprocessParams(Section):
     val_fraction: float = Field(gt=0, lt=1)
-    seed: int = Field(ge=0)
+    seed: Seed
 
 
 class TrainParams(Section):
     model: Architecture
-    epochs: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
+    epochs: int = Field(ge=1, le=10_000)
+    batch_size: int = Field(ge=1, le=60_000)
     optimizer: Optimizer
     learning_rate: float = Field(gt=0)
     lr_schedule: Schedule
     dropout: float = Field(ge=0, lt=1)
     label_smoothing: float = Field(ge=0, lt=1)
     augment: Augment
-    seed: int = Field(ge=0)
+    seed: Seed
     histogram_freq: int = Field(ge=0)
     distribute: Distribute
 
@@ -105,7 +130,9 @@ def _describe(error: ValidationError, source: Path) -> str:
     first = errors[0]
     if first["type"] == "missing":
         return f"{source}: missing key '{_key(first)}'"
-    return f"{source}: {_key(first)} = {first['input']!r}: {first['msg']}"
+    value = repr(first["input"])
+    value = value if len(value) <= 60 else value[:57] + "..."
+    return f"{source}: {_key(first)} = {value}: {first['msg'].removeprefix('Value error, ')}"
 
 
 def parse(raw: object, source: Path = paths.PARAMS) -> Params:
@@ -117,11 +144,48 @@ def parse(raw: object, source: Path = paths.PARAMS) -> Params:
         raise StageError(_describe(error, source)) from None
 
 
+def _yaml_problem(error: YAMLFileCorruptedError) -> str:
+    cause = error.__cause__
+    mark = getattr(cause, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    return f"{getattr(cause, 'problem', None) or str(cause).splitlines()[0]}{where}"
+
+
+def parse_text(text: str, source: Path = paths.PARAMS) -> Params:
+    try:
+        raw = parse_yaml(text, str(source))  # DVC's reader: what dvc.lock records is what this returns
+    except YAMLFileCorruptedError as error:
+        raise StageError(f"{source}: not valid YAML: {_yaml_problem(error)}") from None
+    if raw == {}:
+        raise StageError(f"{source}: is empty")
+    return parse(raw, source)
+
+
 def load(path: Path = paths.PARAMS) -> Params:
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")  # as DVC reads it
     except FileNotFoundError:
         raise StageError(f"{path}: not found (run from the repository root)") from None
-    except yaml.YAMLError as error:
-        raise StageError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from None
-    return parse(raw, path)
+    except UnicodeDecodeError as error:
+        raise StageError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    except OSError as error:
+        raise StageError(f"{path}: cannot read: {error.strerror}") from None
+    return parse_text(text, path)
+
+
+def check_unchanged(loaded: Params, *sections: str, path: Path = paths.PARAMS) -> None:
+    """Fail if the sections a stage ran with changed in params.yaml while it ran.
+
+    DVC reads params.yaml again after the stage to write dvc.lock: an edit made meanwhile would be
+    recorded as the params of a result that was produced with the old ones.
+    """
+    now = load(path)
+    for section in sections:
+        before, after = loaded.model_dump()[section], now.model_dump()[section]
+        changed = sorted(key for key in before if before[key] != after[key])
+        if changed:
+            key = changed[0]
+            raise StageError(
+                f"{path}: {section}.{key} changed from {before[key]!r} to {after[key]!r} while the stage ran;"
+                " dvc.lock would record the new value for a result made with the old one: run it again"
+            )

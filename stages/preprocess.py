@@ -11,6 +11,7 @@ import numpy as np
 from stages import dataset, params, paths
 from stages.errors import run_stage
 from stages.figures import image_grid, save_png
+from stages.files import staged_outputs
 
 
 def split_validation(
@@ -24,17 +25,20 @@ def split_validation(
 
 
 def main() -> None:
-    config = params.load().preprocess
+    loaded = params.load()
+    config = loaded.preprocess
     started = time.perf_counter()
     raw = {role: paths.RAW_DIR / name for role, name in paths.RAW_FILES.items()}
     x, y = dataset.read_split(raw["train_images"], raw["train_labels"])
     x_test, y_test = dataset.read_split(raw["test_images"], raw["test_labels"])
     (x_train, y_train), (x_val, y_val) = split_validation(x, y, config.val_fraction, config.seed)
 
-    dataset.save_arrays(paths.TRAIN_ARRAYS, x_train, y_train)
-    dataset.save_arrays(paths.VAL_ARRAYS, x_val, y_val)
-    dataset.save_arrays(paths.TEST_ARRAYS, x_test, y_test)
-    save_png(image_grid(x_train[:32], dataset.class_names(y_train[:32])), paths.SAMPLES_PNG)
+    with staged_outputs() as out:
+        dataset.save_arrays(out.file(paths.TRAIN_ARRAYS), x_train, y_train)
+        dataset.save_arrays(out.file(paths.VAL_ARRAYS), x_val, y_val)
+        dataset.save_arrays(out.file(paths.TEST_ARRAYS), x_test, y_test)
+        save_png(image_grid(x_train[:32], dataset.class_names(y_train[:32])), out.file(paths.SAMPLES_PNG))
+        params.check_unchanged(loaded, "preprocess")
     print(f"train {len(x_train)}, validation {len(x_val)}, test {len(x_test)} images")
     print(f"preprocess: {time.perf_counter() - started:.1f}s")
 

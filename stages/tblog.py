@@ -19,10 +19,10 @@ def write_graph(model: keras.Model, run_dir: Path) -> None:
         tf.summary.graph(graph)
 
 
-def write_text(run_dir: Path, tag: str, text: str) -> None:
+def write_text(run_dir: Path, tag: str, text: str, step: int = 0) -> None:
     with tf.summary.create_file_writer(str(run_dir)).as_default():
         # Indented by four spaces, TensorBoard's Markdown shows it as preformatted text.
-        tf.summary.text(tag, "\n".join("    " + line for line in text.splitlines()), step=0)
+        tf.summary.text(tag, "\n".join("    " + line for line in text.splitlines()), step=step)
 
 
 def write_images(run_dir: Path, pngs: dict[str, bytes], step: int = 0) -> None:

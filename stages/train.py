@@ -14,12 +14,12 @@ from pathlib import Path
 
 from stages import dataset, distribute, params, paths, runtime
 from stages.errors import run_stage
-from stages.files import atomic_dir, atomic_path, write_text
+from stages.files import staged_outputs
 
 
 def write_history(history: dict[str, list[float]], path: Path) -> None:
     columns = sorted(history)
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as out:
+    with path.open("w", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(["epoch", *columns])
         for epoch, row in enumerate(zip(*(history[c] for c in columns)), start=1):
@@ -50,24 +50,27 @@ def main() -> None:
         print(f"train: worker done, weights sha256 {training.weights_sha256(model)}")
         return
     summary = training.model_summary(model)
-    with atomic_dir(paths.FIT_LOGS) as log_dir:
+    # Every output is written under a temporary name and published together only if training succeeds:
+    # a diverged, interrupted or failed run leaves the previous model, logs and metrics as they were.
+    with staged_outputs() as out:
+        log_dir = out.folder(paths.FIT_LOGS)
         tblog.write_model_overview(model, log_dir / "train", summary, *train)
         history = training.fit(model, config, train, val, log_dir, strategy)
-    train_seconds = time.perf_counter() - started
-
-    with atomic_path(paths.MODEL) as tmp:
-        model.save(tmp)
-    write_text(paths.MODEL_SUMMARY, summary)
-    write_history(history, paths.HISTORY_CSV)
-    final = {
-        "val_accuracy": history["val_accuracy"][-1],
-        "val_loss": history["val_loss"][-1],
-        "parameters": model.count_params(),
-        "train_seconds": round(train_seconds, 1),
-    }
-    write_text(paths.TRAIN_METRICS, json.dumps(final, indent=2) + "\n")
-    fingerprint = {"weights_sha256": training.weights_sha256(model), **runtime.facts(loaded.runtime)}
-    write_text(paths.FINGERPRINT, json.dumps(fingerprint, indent=2) + "\n")
+        train_seconds = time.perf_counter() - started
+        training.check_finite(model, config)
+        model.save(out.file(paths.MODEL))
+        out.file(paths.MODEL_SUMMARY).write_text(summary)
+        write_history(history, out.file(paths.HISTORY_CSV))
+        final = {
+            "val_accuracy": history["val_accuracy"][-1],
+            "val_loss": history["val_loss"][-1],
+            "parameters": model.count_params(),
+            "train_seconds": round(train_seconds, 1),
+        }
+        out.file(paths.TRAIN_METRICS).write_text(json.dumps(final, indent=2) + "\n")
+        fingerprint = {"weights_sha256": training.weights_sha256(model), **runtime.facts(loaded.runtime)}
+        out.file(paths.FINGERPRINT).write_text(json.dumps(fingerprint, indent=2) + "\n")
+        params.check_unchanged(loaded, "train", "runtime")
     print(f"train: {train_seconds:.1f}s, validation accuracy {final['val_accuracy']:.4f}")
     print(f"train: {loaded.runtime.mode} mode, weights sha256 {fingerprint['weights_sha256']}")
 

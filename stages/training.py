@@ -2,6 +2,8 @@
 
 import hashlib
 import io
+import math
+import sys
 import time
 from pathlib import Path
 
@@ -9,8 +11,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from stages import params
+from stages import params, tblog
 from stages.dataset import CLASS_NAMES
+from stages.errors import StageError
 from stages.model import build_model
 
 
@@ -34,6 +37,67 @@ class EpochStats(keras.callbacks.Callback):
         logs["seconds"] = seconds  # TensorBoard tag: epoch_seconds
         logs["images_per_second"] = self.train_images / (self.training_seconds or seconds)
         logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+
+EXPLODED = 100  # an epoch's mean loss this many times the first step's is an explosion worth a warning
+
+
+def diverged(what: str, where: str, config: params.TrainParams) -> StageError:
+    return StageError(
+        f"training diverged at {where}: {what}; try a lower train.learning_rate (now {config.learning_rate:g})"
+    )
+
+
+def check_finite(model: keras.Model, config: params.TrainParams, where: str = "the last step") -> None:
+    """NaN or infinite weights make a model that predicts one class for everything: never save one."""
+    for weight in model.weights:
+        if not np.isfinite(keras.ops.convert_to_numpy(weight)).all():
+            raise diverged(f"weight {weight.path} is not finite", where, config)
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Fails the run at the first non-finite loss (every step) or weight (every epoch); warns when the loss explodes.
+
+    Keras' TerminateOnNaN only stops training, and the run would then save the broken model and
+    report its metrics as a result. Raising StageError makes the stage exit 1 with nothing written.
+    """
+
+    def __init__(self, config: params.TrainParams, steps_per_epoch: int, log_dir: Path | None):
+        super().__init__()
+        self.config, self.steps_per_epoch, self.log_dir = config, steps_per_epoch, log_dir
+        self.first_loss: float | None = None
+        self.warned = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float(logs["loss"])  # the epoch's running mean: non-finite from the first bad step on
+        if self.first_loss is None:
+            self.first_loss = loss
+        if not math.isfinite(loss):
+            where = f"epoch {self.epoch}, step {batch + 1} of {self.steps_per_epoch}"
+            raise diverged(f"the training loss is {loss}", where, self.config)
+
+    def on_epoch_end(self, epoch, logs=None):
+        where = f"the end of epoch {epoch + 1}"
+        if not math.isfinite(logs["loss"]):  # the multi-worker loop reports per epoch only
+            raise diverged(f"the training loss is {logs['loss']}", where, self.config)
+        check_finite(self.model, self.config, where)
+        first = self.first_loss if self.first_loss is not None else logs["loss"]
+        if not self.warned and logs["loss"] > EXPLODED * first:
+            self.warned = True
+            self.warn(
+                f"the training loss exploded: {logs['loss']:.4g} in epoch {epoch + 1}, over {EXPLODED}x the first"
+                f" step's {first:.4g}; the run goes on, but try a lower train.learning_rate"
+                f" (now {self.config.learning_rate:g})",
+                epoch + 1,
+            )
+
+    def warn(self, message: str, epoch: int) -> None:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+        if self.log_dir is not None:  # TensorBoard's Text tab, beside the curves that show it
+            tblog.write_text(self.log_dir / "train", "warnings", message, step=epoch)
 
 
 def learning_rate(
@@ -78,8 +142,9 @@ def batches(config: params.TrainParams, images: np.ndarray, labels: np.ndarray) 
 
 
 def callbacks(config: params.TrainParams, train_images: int, log_dir: Path | None) -> list[keras.callbacks.Callback]:
-    # EpochStats comes first so TensorBoard logs its numbers too.
-    chosen: list[keras.callbacks.Callback] = [EpochStats(train_images)]
+    # EpochStats comes first so TensorBoard logs its numbers too; the guard fails the run before TensorBoard logs NaN.
+    steps = -(-train_images // config.batch_size)
+    chosen: list[keras.callbacks.Callback] = [EpochStats(train_images), DivergenceGuard(config, steps, log_dir)]
     if log_dir is not None:
         chosen.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=config.histogram_freq))
     return chosen

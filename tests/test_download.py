@@ -1,5 +1,6 @@
 import gzip
 import http.server
+import re
 from pathlib import Path
 
 import pytest
@@ -107,13 +108,84 @@ def test_404_is_not_retried(tiny_dataset, serve, tmp_path):
 
 
 def test_https_source_refuses_redirect_to_http():
-    handler = download._NoDowngradeRedirects()
+    handler = download._SafeRedirects()
 
     class Request:
         full_url = "https://example.org/file.gz"
 
-    with pytest.raises(download.SourceError, match="refused redirect"):
+    with pytest.raises(download.SourceError, match=r"refused redirect from HTTPS to http://example\.org/file\.gz"):
         handler.redirect_request(Request(), None, 302, "Found", {}, "http://example.org/file.gz")
+
+
+class RedirectsToFtp(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(302)
+        self.send_header("Location", f"ftp://127.0.0.1/{self.path.lstrip('/')}")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_http_source_refuses_redirect_to_another_scheme(tiny_dataset, serve, tmp_path):
+    folder, checksums = tiny_dataset
+    url = serve(folder, RedirectsToFtp)
+    name = NAMES[3]
+    with pytest.raises(
+        StageError, match=rf"{name}: no source worked; tried {url}: refused redirect from HTTP to ftp://"
+    ):
+        download.fetch_file(name, checksums[name], config([url], checksums), tmp_path / name)
+    assert not (tmp_path / name).exists()
+
+
+class EndlessBody(http.server.SimpleHTTPRequestHandler):
+    """A bad mirror: bytes without end, with no Content-Length or with a huge one."""
+
+    content_length: str | None = None
+    sent = 0
+
+    def do_GET(self):
+        self.send_response(200)
+        if self.content_length:
+            self.send_header("Content-Length", self.content_length)
+        self.end_headers()
+        try:
+            for _ in range(10_000):  # 640 MB at most, if nothing stopped it
+                self.wfile.write(bytes(1 << 16))
+                type(self).sent += 1 << 16
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("content_length", "message"),
+    [
+        (None, "sent more than the 14204 bytes any copy of this file has; cut off"),
+        (str(10**12), "announces 1000000000000 bytes, more than any copy of this file (14204)"),
+    ],
+)
+def test_a_source_sending_too_much_is_cut_off(tiny_dataset, serve, tmp_path, content_length, message):
+    _, checksums = tiny_dataset
+    handler = type("Endless", (EndlessBody,), {"content_length": content_length, "sent": 0})
+    url = serve(tmp_path, handler)
+    name = paths.RAW_FILES["test_labels"]  # 10,008 bytes decompressed: limit 10,008 + 1% + 4096
+    assert download.MAX_BYTES[name] == 14204
+    with pytest.raises(StageError, match=re.escape(message)):
+        download.fetch_file(name, checksums[name], config([url], checksums, retries=0), tmp_path / name)
+    assert not (tmp_path / name).exists()
+    assert handler.sent < 10 << 20  # the client hung up; the server did not get to send 640 MB
+
+
+def test_a_gzip_bomb_is_refused_without_unpacking_it_all(tiny_dataset, tmp_path):
+    _, checksums = tiny_dataset
+    name = paths.RAW_FILES["test_labels"]
+    (tmp_path / "bomb").mkdir()
+    (tmp_path / "bomb" / name).write_bytes(gzip.compress(bytes(10_000_000)))  # 10 KB that unpacks to 10 MB
+    with pytest.raises(StageError, match="decompresses to more than the 10008 bytes this file has"):
+        download.fetch_file(name, checksums[name], config([str(tmp_path / "bomb")], checksums), tmp_path / name)
 
 
 def test_connection_refused_is_retried_then_reported(tiny_dataset, tmp_path):

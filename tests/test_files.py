@@ -1,6 +1,12 @@
+import errno
+import os
+import signal
+
 import pytest
 
-from stages.files import atomic_dir, atomic_path, write_text
+from stages import errors
+from stages.errors import Interrupted, StageError
+from stages.files import atomic_dir, atomic_path, staged_outputs, write_text
 
 
 def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -35,3 +41,71 @@ def test_leftovers_of_a_killed_run_are_cleared(tmp_path):
     with atomic_dir(tmp_path / "fit"):
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fit", "model.keras"]
+
+
+def test_staged_outputs_publish_all_or_none(tmp_path):
+    (tmp_path / "model.keras").write_text("old model")
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "old").write_text("old logs")
+    with pytest.raises(RuntimeError), staged_outputs() as out:
+        out.file(tmp_path / "model.keras").write_text("new model")
+        (out.folder(tmp_path / "logs") / "new").write_text("new logs")
+        out.file(tmp_path / "metrics.json").write_text("{}")
+        raise RuntimeError("failed after writing every output")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs", "model.keras"]
+    assert (tmp_path / "model.keras").read_text() == "old model"
+    assert [p.name for p in (tmp_path / "logs").iterdir()] == ["old"]
+
+    with staged_outputs() as out:
+        out.file(tmp_path / "model.keras").write_text("new model")
+        (out.folder(tmp_path / "logs") / "new").write_text("new logs")
+    assert (tmp_path / "model.keras").read_text() == "new model"
+    assert [p.name for p in (tmp_path / "logs").iterdir()] == ["new"]
+
+
+def test_a_full_disk_names_the_output_being_written(tmp_path):
+    with pytest.raises(StageError) as error, staged_outputs() as out:
+        out.file(tmp_path / "train.npz").write_text("written")
+        tmp = out.file(tmp_path / "val.npz")
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+    assert str(error.value) == f"{tmp_path / 'val.npz'}: no space left on device; previous outputs left as they were"
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_full_disk_reported_by_tensorflow_names_the_log_folder(tmp_path):
+    with pytest.raises(StageError, match=r"/logs/fit: no space left on device"), staged_outputs() as out:
+        out.file(tmp_path / "model.keras")
+        log_dir = out.folder(tmp_path / "logs" / "fit")
+        raise RuntimeError(f"{log_dir}/train/events.out.tfevents.1; No space left on device\n\tFailed to flush")
+
+
+def test_a_stop_signal_during_publishing_waits_until_every_output_is_in_place(tmp_path, monkeypatch):
+    rename = os.replace
+
+    def rename_then_get_sigterm(src, dst):
+        rename(src, dst)
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives between the first and the second output's rename
+
+    previous = signal.signal(signal.SIGTERM, errors._on_stop_signal)  # as run_stage installs it
+    monkeypatch.setattr(os, "replace", rename_then_get_sigterm)
+    try:
+        with pytest.raises(Interrupted) as stop, staged_outputs() as out:
+            out.file(tmp_path / "a").write_text("a")
+            out.file(tmp_path / "b").write_text("b")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stop.value.signum == signal.SIGTERM
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+
+
+def test_a_stop_signal_while_writing_publishes_nothing(tmp_path):
+    (tmp_path / "a").write_text("old")
+    previous = signal.signal(signal.SIGTERM, errors._on_stop_signal)
+    try:
+        with pytest.raises(Interrupted), staged_outputs() as out:
+            out.file(tmp_path / "a").write_text("new")
+            os.kill(os.getpid(), signal.SIGTERM)
+            out.file(tmp_path / "b").write_text("b")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert [p.name for p in tmp_path.iterdir()] == ["a"] and (tmp_path / "a").read_text() == "old"

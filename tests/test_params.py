@@ -1,3 +1,4 @@
+import re
 import typing
 
 import pytest
@@ -46,9 +47,63 @@ def test_bad_value_names_key_value_and_rule(raw, section, key, value, expected):
     assert expected in str(error.value)
 
 
-def test_yaml_float_in_exponent_form_is_accepted(raw):
-    raw["train"]["learning_rate"] = "1e-3"  # PyYAML reads 1e-3 as a string
-    assert params.parse(raw).train.learning_rate == 0.001
+@pytest.mark.parametrize(
+    ("key", "spelling", "value"),
+    [
+        ("learning_rate", "1e-3", 0.001),  # YAML 1.2, as DVC reads it: a float (PyYAML: a string)
+        ("epochs", "012", 12),  # YAML 1.2: decimal 12 (PyYAML: octal 10)
+        ("batch_size", "0x40", 64),
+        ("learning_rate", "1", 1.0),  # an int where a float goes: the same number
+    ],
+)
+def test_values_are_read_as_dvc_reads_them(key, spelling, value):
+    text = (REPO / "params.yaml").read_text().replace(f"  {key}: ", f"  {key}: {spelling}  #", 1)
+    assert getattr(params.parse_text(text).train, key) == value
+
+
+@pytest.mark.parametrize(
+    ("key", "spelling", "expected"),
+    [
+        ("epochs", "1:30", "train.epochs = '1:30': Input should be a valid integer"),  # PyYAML: 90
+        ("epochs", "12.0", "train.epochs = 12.0: Input should be a valid integer"),  # never truncated
+        ("epochs", '"12"', "train.epochs = '12': Input should be a valid integer"),  # a string stays one
+        ("learning_rate", ".inf", "train.learning_rate = inf: Input should be a finite number"),
+        ("learning_rate", "1e400", "train.learning_rate = inf: Input should be a finite number"),
+        ("learning_rate", "true", "train.learning_rate = True: Input should be a valid number"),
+        ("seed", "4294967296", "preprocess.seed = 4294967296: Input should be less than 4294967296"),
+    ],
+)
+def test_values_are_never_coerced(key, spelling, expected):
+    text = (REPO / "params.yaml").read_text().replace(f"  {key}: ", f"  {key}: {spelling}  #", 1)
+    with pytest.raises(StageError, match=re.escape(expected)):
+        params.parse_text(text)
+
+
+def test_yes_is_a_string_as_dvc_reads_it():
+    text = (REPO / "params.yaml").read_text().replace("  mirror_average: true", "  mirror_average: yes")
+    with pytest.raises(StageError, match=r"evaluate.mirror_average = 'yes': Input should be a valid boolean"):
+        params.parse_text(text)
+
+
+def test_duplicate_keys_are_refused_as_dvc_refuses_them():
+    text = (REPO / "params.yaml").read_text().replace("  epochs: ", "  epochs: 3\n  epochs: ", 1)
+    with pytest.raises(StageError, match=r'not valid YAML: found duplicate key "epochs" .* \(line \d+, column 3\)'):
+        params.parse_text(text)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("ftp://example.org/data/", "must be a local folder or an http:// or https:// URL with a host"),
+        ("https:///data/", "must be a local folder or an http:// or https:// URL with a host"),
+        ("http://[::1/data/", "not a valid URL (Invalid IPv6 URL)"),
+        ("http://example.org:99999/", "not a valid URL (Port out of range 0-65535)"),
+    ],
+)
+def test_a_source_must_be_a_folder_or_an_http_url(raw, source, message):
+    raw["download"]["sources"] = [source]
+    with pytest.raises(StageError, match=re.escape(f"download.sources.0 = {source!r}: {message}")):
+        params.parse(raw)
 
 
 def test_misspelled_key_is_named(raw):
@@ -66,7 +121,7 @@ def test_bad_checksum_is_named(raw):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("", "expected a mapping of sections, got NoneType"),
+        ("", "is empty"),
         ("train: [unclosed", "not valid YAML"),
         ("- a\n- b\n", "expected a mapping of sections, got list"),
     ],

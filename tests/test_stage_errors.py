@@ -53,8 +53,7 @@ def run_stage(project, stage: str):
             "download",
             "download.retries",
             "many",
-            "params.yaml: download.retries = 'many': Input should be a valid integer, unable to parse string as an"
-            " integer",
+            "params.yaml: download.retries = 'many': Input should be a valid integer",
         ),
     ],
 )
@@ -67,9 +66,7 @@ def test_bad_param_stops_the_stage_before_any_work(project, stage, key, value, m
         assert (project / output).read_text() == f"previous good {output}"
 
 
-@pytest.mark.parametrize(
-    ("text", "message"), [("", "expected a mapping of sections, got NoneType"), ("train: {epochs: [", "not valid YAML")]
-)
+@pytest.mark.parametrize(("text", "message"), [("", "is empty"), ("train: {epochs: [", "not valid YAML")])
 def test_broken_params_file(project, text, message):
     (project / "params.yaml").write_text(text)
     result = run_stage(project, "train")

@@ -1,9 +1,12 @@
 import csv
 
+import keras
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from stages import params, train, training
+from stages.errors import StageError
 from stages.model import build_model
 from tests.conftest import synthetic_split
 
@@ -104,3 +107,36 @@ def test_history_records_speed_and_writes_a_plots_file(data, tmp_path):
 def test_summary_text_lists_layers():
     text = training.model_summary(build_model("seed", dropout=0.25))
     assert "conv (Conv2D)" in text and "16,010" in text
+
+
+def test_a_loss_that_becomes_nan_fails_the_run_at_that_step(data):
+    with pytest.raises(StageError) as error:
+        train_once(data, model="conv2_bn", learning_rate=1e12)
+    assert str(error.value) == (
+        "training diverged at epoch 1, step 2 of 7: the training loss is nan;"
+        " try a lower train.learning_rate (now 1e+12)"
+    )
+
+
+def test_non_finite_weights_are_caught_before_saving(data):
+    model = training.compile_model(tiny_config(), len(data[0][0]))
+    training.check_finite(model, tiny_config())
+    kernel = model.get_layer("conv").kernel
+    kernel.assign(np.where(np.arange(kernel.shape[-1]) == 3, np.inf, keras.ops.convert_to_numpy(kernel)))
+    with pytest.raises(StageError, match=r"^training diverged at the last step: weight seed/conv/kernel is not finite"):
+        training.check_finite(model, tiny_config())
+
+
+def test_an_exploding_loss_warns_in_the_log_and_in_tensorboard(data, tmp_path, capsys):
+    _, history = train_once(data, log_dir=tmp_path, learning_rate=10.0)  # explodes, stays finite
+    assert history["loss"][0] > 100 * 2.3
+    warning = "warning: the training loss exploded: "
+    assert capsys.readouterr().err.count(warning) == 1
+    run = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0}).Reload()
+    [event] = run.Tensors("warnings")
+    assert event.step == 1 and b"the training loss exploded" in event.tensor_proto.string_val[0]
+
+
+def test_a_steady_run_gives_no_warning(data, capsys):
+    train_once(data)
+    assert "warning" not in capsys.readouterr().err
