@@ -1,8 +1,13 @@
 """How a stage fails: one clear line on stderr and a non-zero exit, never a traceback for bad input.
 
-`run_stage` also turns SIGINT (Ctrl-C) and SIGTERM into a clean stop: the signal raises `Interrupted`
-in the main thread, the stage's staged outputs are discarded (stages.files), and the stage exits
-with 128 + the signal number, as a shell reports a process killed by that signal.
+`run_stage` also turns SIGINT (Ctrl-C) and SIGTERM into a clean stop: `Interrupted` is raised in the
+main thread, the stage's staged outputs are discarded (stages.files), and the stage exits with
+128 + the signal number, as a shell reports a process killed by that signal.
+
+Stages that run TensorFlow only record the signal and stop at their next check (each Keras step,
+each output staged, before publishing): an exception raised from a signal handler while TensorFlow's
+C++ code is calling back into Python comes out as another error (a TypeError from tf.function
+tracing, say), as an "Exception ignored" traceback, or not at all.
 """
 
 import errno
@@ -28,15 +33,21 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
+_raise_at_once = True  # False: record the signal only, raise at the next raise_if_stopped()
 _deferring = False
-_pending: list[int] = []
+_received: list[int] = []  # every stop signal this process got, in order
 
 
 def _on_stop_signal(signum: int, _frame: object) -> None:
-    if _deferring:
-        _pending.append(signum)
-    else:
+    _received.append(signum)
+    if _raise_at_once and not _deferring:
         raise Interrupted(signum)
+
+
+def raise_if_stopped() -> None:
+    """Raise Interrupted for a stop signal that arrived but whose exception did not get through."""
+    if _received:
+        raise Interrupted(_received[0])
 
 
 @contextmanager
@@ -47,13 +58,14 @@ def signals_deferred() -> Iterator[None]:
     with pthread_sigmask would not be, because TensorFlow's own threads would still receive it.
     """
     global _deferring
+    outer, before = _deferring, len(_received)
     _deferring = True
     try:
         yield
     finally:
-        _deferring = False
-    if _pending:
-        raise Interrupted(_pending.pop(0))
+        _deferring = outer
+    if len(_received) > before and not outer:
+        raise Interrupted(_received[before])
 
 
 def out_of_space(error: BaseException) -> bool:
@@ -63,7 +75,9 @@ def out_of_space(error: BaseException) -> bool:
     return "No space left on device" in str(error)
 
 
-def run_stage(main: Callable[[], None]) -> None:
+def run_stage(main: Callable[[], None], *, runs_tensorflow: bool = False) -> None:
+    global _raise_at_once
+    _raise_at_once = not runs_tensorflow
     stage = Path(sys.modules[main.__module__].__file__ or "stage").stem
     for signum in STOP_SIGNALS:
         if signal.getsignal(signum) is not signal.SIG_IGN:  # `nohup` and background jobs ignore SIGINT: keep that
@@ -77,6 +91,10 @@ def run_stage(main: Callable[[], None]) -> None:
         print(f"error: {stage}: interrupted by {stop}; its outputs were left as they were", file=sys.stderr)
         sys.exit(128 + stop.signum)
     except Exception as error:
+        if _received:  # the signal's exception, turned into another one on its way out of TensorFlow
+            name = signal.Signals(_received[0]).name
+            print(f"error: {stage}: interrupted by {name}; its outputs were left as they were", file=sys.stderr)
+            sys.exit(128 + _received[0])
         if out_of_space(error):  # outside staged outputs, which name the file themselves
             where = getattr(error, "filename", None) or "."
             print(f"error: {where}: no space left on device; outputs were left as they were", file=sys.stderr)
@@ -88,3 +106,7 @@ def run_stage(main: Callable[[], None]) -> None:
             file=sys.stderr,
         )
         sys.exit(1)
+    if _received:  # arrived as the stage finished, its exception lost on the way: the outputs are the new ones
+        name = signal.Signals(_received[0]).name
+        print(f"error: {stage}: interrupted by {name} after writing its outputs", file=sys.stderr)
+        sys.exit(128 + _received[0])

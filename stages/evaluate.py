@@ -51,7 +51,9 @@ def cross_entropy(labels: np.ndarray, probabilities: np.ndarray) -> float:
 
 
 def predict(model, images: np.ndarray) -> np.ndarray:
-    return model.predict(images, batch_size=1024, verbose=0)
+    from stages.training import StopOnSignal  # (TensorFlow is loaded by now, with the model)
+
+    return model.predict(images, batch_size=1024, verbose=0, callbacks=[StopOnSignal()])
 
 
 def mirror(images: np.ndarray) -> np.ndarray:
@@ -131,4 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, runs_tensorflow=True)

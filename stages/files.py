@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from stages.errors import StageError, out_of_space, signals_deferred
+from stages.errors import StageError, out_of_space, raise_if_stopped, signals_deferred
 
 
 def _umask() -> int:
@@ -42,14 +42,17 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffix); rename it into place on success."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(path.parent, f".{path.stem}.*.tmp{path.suffix}")
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = None
     try:
+        with signals_deferred():  # no stop between creating the temporary and knowing its name to remove it
+            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+            os.close(fd)
+            tmp = Path(tmp_name)
         yield tmp
         _publish(tmp, path, 0o666)
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -57,8 +60,10 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside `path`; swap it in for `path` on success."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(path.parent, f".{path.name}.*.tmp")
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = None
     try:
+        with signals_deferred():
+            tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
         yield tmp
         if path.exists():
             old = path.with_name(f".{path.name}.old")
@@ -69,7 +74,8 @@ def atomic_dir(path: Path) -> Iterator[Path]:
         else:
             _publish(tmp, path, 0o777)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -96,8 +102,10 @@ class StagedOutputs:
         return self._stage(atomic_dir(path), path)
 
     def _stage(self, context, path: Path) -> Path:
-        tmp = self._stack.enter_context(context)
-        self.staged[tmp] = path
+        with signals_deferred():  # a stop once the temporary exists, but before the stack holds it, would leak it
+            tmp = self._stack.enter_context(context)
+            self.staged[tmp] = path
+        raise_if_stopped()  # stages that poll for stop signals check here too
         return tmp
 
     def being_written(self, error: BaseException) -> Path:
@@ -120,6 +128,7 @@ def staged_outputs() -> Iterator[StagedOutputs]:
     outputs = StagedOutputs(stack)
     try:
         yield outputs
+        raise_if_stopped()  # a stop signal whose exception TensorFlow swallowed still means: publish nothing
     except BaseException as error:
         full = isinstance(error, Exception) and out_of_space(error) and outputs.staged
         where = outputs.being_written(error) if full else None

@@ -115,8 +115,13 @@ class Params(Section):
     review: ReviewParams
 
 
+def _printable(text: str) -> str:
+    """Keys and YAML snippets come from the file: escape what would break the one-line error."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def _key(error: dict) -> str:
-    return ".".join(str(part) for part in error["loc"]) or "(top level)"
+    return ".".join(_printable(str(part)) for part in error["loc"]) or "(top level)"
 
 
 def _describe(error: ValidationError, source: Path) -> str:
@@ -148,7 +153,7 @@ def _yaml_problem(error: YAMLFileCorruptedError) -> str:
     cause = error.__cause__
     mark = getattr(cause, "problem_mark", None)
     where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-    return f"{getattr(cause, 'problem', None) or str(cause).splitlines()[0]}{where}"
+    return _printable(f"{getattr(cause, 'problem', None) or str(cause).splitlines()[0]}{where}")
 
 
 def parse_text(text: str, source: Path = paths.PARAMS) -> Params:

@@ -76,4 +76,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, runs_tensorflow=True)

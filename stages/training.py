@@ -13,8 +13,17 @@ import tensorflow as tf
 
 from stages import params, tblog
 from stages.dataset import CLASS_NAMES
-from stages.errors import StageError
+from stages.errors import StageError, raise_if_stopped
 from stages.model import build_model
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Ends fit, evaluate or predict at the next step after SIGINT/SIGTERM (stages.errors: why at a step)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        raise_if_stopped()
+
+    on_test_batch_end = on_predict_batch_end = on_train_batch_end
 
 
 class EpochStats(keras.callbacks.Callback):
@@ -144,7 +153,11 @@ def batches(config: params.TrainParams, images: np.ndarray, labels: np.ndarray) 
 def callbacks(config: params.TrainParams, train_images: int, log_dir: Path | None) -> list[keras.callbacks.Callback]:
     # EpochStats comes first so TensorBoard logs its numbers too; the guard fails the run before TensorBoard logs NaN.
     steps = -(-train_images // config.batch_size)
-    chosen: list[keras.callbacks.Callback] = [EpochStats(train_images), DivergenceGuard(config, steps, log_dir)]
+    chosen: list[keras.callbacks.Callback] = [
+        StopOnSignal(),
+        EpochStats(train_images),
+        DivergenceGuard(config, steps, log_dir),
+    ]
     if log_dir is not None:
         chosen.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=config.histogram_freq))
     return chosen

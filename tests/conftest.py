@@ -14,8 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hypothesis import settings
 
 from stages import paths
+
+# Property tests: a few hundred examples each in the suite; HYPOTHESIS_PROFILE=deep searches far longer.
+settings.register_profile("suite", max_examples=300, deadline=None)
+settings.register_profile("deep", max_examples=20_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT_OUTPUTS = ("data", "models", "logs", "reports")  # DVC outputs: tests work in copies, never here

@@ -1,12 +1,21 @@
-"""Faults lose nothing: SIGKILL a real `dvc repro` mid-stage, then `dvc repro` completes with the same
-metrics as a run that was never interrupted; a second concurrent `dvc repro` fails fast on DVC's lock."""
+"""Faults lose nothing and say what happened.
 
+- SIGKILL or Ctrl-C (SIGINT) a real `dvc repro` mid-stage: the next `dvc repro` completes with the same
+  metrics as a run that was never interrupted; a second concurrent `dvc repro` fails fast on DVC's lock.
+- SIGTERM, a diverging training, a full disk or params edited mid-run: one line, exit non-zero, and the
+  previous outputs exactly as they were.
+- A diverging experiment run from `dvc queue` shows as failed and leaves no result.
+"""
+
+import hashlib
 import http.server
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +23,9 @@ import pytest
 import yaml
 
 from tests.conftest import copy_project, project_env, write_dataset
+
+STAGES = ["download", "preprocess", "train", "evaluate"]
+OUTPUT_DIRS = ("data", "models", "logs", "reports")
 
 
 class TricklingHandler(http.server.SimpleHTTPRequestHandler):
@@ -83,11 +95,58 @@ def dataset(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reference_metrics(dataset):
+def reference(dataset):
+    """A project after a complete `dvc repro`: every stage's outputs in place, as a user has them."""
     root, checksums = dataset
     project = new_repo(root, "reference", str(root / "mirror"), checksums)
     assert repro(project).returncode == 0
-    return json.loads((project / "reports/metrics.json").read_text())
+    return project
+
+
+@pytest.fixture(scope="module")
+def reference_metrics(reference):
+    return json.loads((reference / "reports/metrics.json").read_text())
+
+
+def copy_of(project: Path, dest: Path) -> Path:
+    shutil.copytree(project, dest, symlinks=True)
+    return dest
+
+
+def set_params(project: Path, section: str, **values) -> None:
+    loaded = yaml.safe_load((project / "params.yaml").read_text())
+    loaded[section].update(values)
+    (project / "params.yaml").write_text(yaml.safe_dump(loaded, sort_keys=False))
+
+
+def outputs(project: Path) -> dict[str, str]:
+    """Every file under the output folders with its SHA-256 (temporaries included, so leftovers show)."""
+    files = (path for folder in OUTPUT_DIRS for path in (project / folder).rglob("*") if path.is_file())
+    return {str(path.relative_to(project)): hashlib.sha256(path.read_bytes()).hexdigest() for path in files}
+
+
+def temporaries(project: Path) -> list[Path]:
+    return [path for folder in OUTPUT_DIRS for path in (project / folder).rglob(".*.tmp*")]
+
+
+def wait_until_writing(process: subprocess.Popen, project: Path, timeout: float = 120) -> None:
+    """Until the stage has staged temporary outputs: it is mid-write, where an interrupt matters most."""
+    deadline = time.monotonic() + timeout
+    while not temporaries(project):
+        assert process.poll() is None, "the stage ended before it wrote anything"
+        assert time.monotonic() < deadline, "the stage never started writing"
+        time.sleep(0.002)
+
+
+def run_stage(project: Path, stage: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", f"stages.{stage}"]
+    return subprocess.run(command, cwd=project, env=project_env(), capture_output=True, text=True, timeout=600)
+
+
+def dvc(project: Path, *args: str) -> str:
+    result = subprocess.run(["dvc", *args], cwd=project, env=project_env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
 
 
 @pytest.mark.parametrize(
@@ -134,3 +193,165 @@ def test_a_second_concurrent_repro_fails_fast_on_the_lock(dataset):
     rest = first.stdout.read()
     assert first.wait(timeout=300) == 0, rest
     assert (project / "reports/metrics.json").exists()
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_ctrl_c_mid_stage_stops_it_in_seconds_then_repro_completes(dataset, reference_metrics, serve, stage):
+    root, checksums = dataset
+    source = serve(root / "mirror", TricklingHandler) if stage == "download" else str(root / "mirror")
+    project = new_repo(root, f"ctrl-c-{stage}", source, checksums)
+    process = start_repro(project)
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if f"Running stage '{stage}'" in line:
+            break
+    wait_until_writing(process, project)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+    sent = time.monotonic()
+    output = "".join(seen) + process.communicate(timeout=60)[0]
+    assert time.monotonic() - sent < 5
+    assert process.returncode != 0
+    assert f"error: {stage}: interrupted by SIGINT; its outputs were left as they were" in output
+    assert "Traceback" not in output
+    assert not temporaries(project)
+
+    if stage == "download":
+        set_params(project, "download", sources=[str(root / "mirror")])
+    result = repro(project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads((project / "reports/metrics.json").read_text()) == reference_metrics
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_sigterm_mid_stage_leaves_the_previous_outputs_as_they_were(dataset, reference, serve, tmp_path, stage):
+    project = copy_of(reference, tmp_path / "project")
+    if stage == "download":
+        set_params(project, "download", sources=[serve(dataset[0] / "mirror", TricklingHandler)])
+    before = outputs(project)
+    process = subprocess.Popen(
+        [sys.executable, "-m", f"stages.{stage}"],
+        cwd=project, env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_until_writing(process, project)
+    process.terminate()  # SIGTERM, as `kill`, `timeout` or a container stop sends it
+    sent = time.monotonic()
+    _, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - sent < 5
+    assert process.returncode == 128 + signal.SIGTERM
+    last_line = stderr.strip().splitlines()[-1]
+    assert last_line == f"error: {stage}: interrupted by SIGTERM; its outputs were left as they were"
+    assert "Traceback" not in stderr
+    assert outputs(project) == before
+    if stage != "download":  # (its params now name the slow server)
+        assert json.loads(dvc(project, "status", "--json")) == {}
+
+
+def test_a_diverging_run_fails_naming_the_step_and_keeps_the_previous_outputs(reference, tmp_path):
+    project = copy_of(reference, tmp_path / "project")
+    set_params(project, "train", learning_rate=1e12)
+    before = outputs(project)
+    result = run_stage(project, "train")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: training diverged at epoch 1, step 2 of 2: the training loss is nan;"
+        " try a lower train.learning_rate (now 1e+12)"
+    )
+    assert "Traceback" not in result.stderr
+    assert outputs(project) == before
+
+
+def test_params_edited_while_the_stage_runs_fail_it_rather_than_mislabel_its_result(reference, tmp_path):
+    project = copy_of(reference, tmp_path / "project")
+    set_params(project, "train", epochs=6)
+    before = outputs(project)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stages.train"],
+        cwd=project, env=project_env() | {"PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    for line in process.stdout:
+        if "Epoch 1/6" in line:
+            set_params(project, "train", epochs=5)  # DVC would record 5 for a model trained for 6
+            break
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1
+    assert stderr.strip().splitlines()[-1] == (
+        "error: params.yaml: train.epochs changed from 6 to 5 while the stage ran; dvc.lock would record the new"
+        " value for a result made with the old one: run it again"
+    )
+    assert outputs(project) == before
+
+
+def test_a_diverging_experiment_from_the_queue_fails_and_leaves_no_result(reference, tmp_path):
+    project = copy_of(reference, tmp_path / "project")
+    subprocess.run(["git", "add", "-A"], cwd=project, env=project_env(), check=True)
+    subprocess.run(["git", "commit", "-qm", "baseline"], cwd=project, env=project_env(), check=True)
+    dvc(project, "exp", "run", "--queue", "-S", "train.learning_rate=1e12", "-n", "diverging")
+    dvc(project, "queue", "start")
+    deadline = time.monotonic() + 300
+    while re.search(r"\b(Queued|Running)\b", status := dvc(project, "queue", "status")):
+        assert time.monotonic() < deadline, status
+        time.sleep(1)
+    [row] = [line for line in status.splitlines() if "diverging" in line]
+    assert row.split()[-1] == "Failed"
+    assert "error: training diverged at epoch 1, step 2 of 2" in dvc(project, "queue", "logs", "diverging")
+    assert "diverging" not in dvc(project, "exp", "list")  # no experiment to apply, push or compare
+
+    # DVC still lists the failed run in `dvc exp show`, marked failed; the numbers it shows there are those of
+    # the commit it was queued from (DVC reads the queue's snapshot: treeverse/dvc#9787), none from this run.
+    baseline, *_ = json.loads(dvc(project, "exp", "show", "--json"))[1:]
+    [failed] = [exp for exp in baseline["experiments"] if exp["name"] == "diverging"]
+    assert failed["executor"]["state"] == "failed"
+    [state] = failed["revs"]
+    assert state["error"]["msg"] == "Experiment run failed"
+    assert state["data"]["metrics"] == baseline["data"]["metrics"]
+    assert "diverging" not in dvc(project, "exp", "show", "--hide-failed", "--csv")
+
+
+def _mount_namespace() -> list[str] | None:
+    """A command prefix that runs its command in a private mount namespace where it may mount a tmpfs."""
+    for prefix in (["unshare", "--user", "--map-root-user", "--mount"], ["unshare", "--mount"]):
+        probe = [*prefix, "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /tmp"]
+        if shutil.which("unshare") and subprocess.run(probe, capture_output=True).returncode == 0:
+            return prefix
+    return None
+
+
+MOUNT_NAMESPACE = _mount_namespace()
+
+
+@pytest.mark.skipif(MOUNT_NAMESPACE is None, reason="no mount namespace to hold a small tmpfs (unshare refused)")
+@pytest.mark.parametrize(
+    ("stage", "folder", "output"),
+    [
+        ("download", "data/raw", "data/raw/train-images-idx3-ubyte.gz"),
+        ("preprocess", "data/prepared", "data/prepared/train.npz"),
+        ("train", "logs", "logs/fit"),
+        ("train", "models", "models/model.keras"),
+    ],
+)
+def test_a_full_disk_names_the_output_and_keeps_the_previous_ones(reference, tmp_path, stage, folder, output):
+    """The stage runs with `folder` on a tmpfs that holds the previous outputs and 16 KiB more."""
+    project = copy_of(reference, tmp_path / "project")
+    before = {path: digest for path, digest in outputs(project).items() if path.startswith(folder + "/")}
+    files = [path for path in (project / folder).rglob("*") if path.is_file()]
+    size = sum(-(-path.stat().st_size // 4096) * 4096 for path in files) + 16 * 1024
+    report = tmp_path / "after.txt"
+    script = (
+        f"mv {folder} {folder}.before && mkdir {folder} && mount -t tmpfs -o size={size} tmpfs {folder}"
+        f" && cp -a {folder}.before/. {folder}/ || exit 99\n"
+        f'"$0" -m stages.{stage}; code=$?\n'
+        f"(cd {folder} && find . -type f -exec sha256sum {{}} +) > {report}\n"
+        f"umount {folder}; rmdir {folder}; mv {folder}.before {folder}; exit $code"
+    )
+    result = subprocess.run(
+        [*MOUNT_NAMESPACE, "sh", "-c", script, sys.executable],
+        cwd=project, env=project_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {output}: no space left on device;")
+    assert "Traceback" not in result.stderr
+    after = {f"{folder}/{line.split(maxsplit=1)[1].removeprefix('./')}": line.split()[0] for line in
+             report.read_text().splitlines()}  # fmt: skip
+    assert after == before  # every previous output byte for byte, no temporaries left

@@ -86,6 +86,7 @@ def test_a_stop_signal_during_publishing_waits_until_every_output_is_in_place(tm
         rename(src, dst)
         os.kill(os.getpid(), signal.SIGTERM)  # arrives between the first and the second output's rename
 
+    monkeypatch.setattr(errors, "_received", [])
     previous = signal.signal(signal.SIGTERM, errors._on_stop_signal)  # as run_stage installs it
     monkeypatch.setattr(os, "replace", rename_then_get_sigterm)
     try:
@@ -98,8 +99,9 @@ def test_a_stop_signal_during_publishing_waits_until_every_output_is_in_place(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
 
 
-def test_a_stop_signal_while_writing_publishes_nothing(tmp_path):
+def test_a_stop_signal_while_writing_publishes_nothing(tmp_path, monkeypatch):
     (tmp_path / "a").write_text("old")
+    monkeypatch.setattr(errors, "_received", [])
     previous = signal.signal(signal.SIGTERM, errors._on_stop_signal)
     try:
         with pytest.raises(Interrupted), staged_outputs() as out:
@@ -109,3 +111,19 @@ def test_a_stop_signal_while_writing_publishes_nothing(tmp_path):
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert [p.name for p in tmp_path.iterdir()] == ["a"] and (tmp_path / "a").read_text() == "old"
+
+
+def test_a_stop_signal_whose_exception_was_lost_still_publishes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(errors, "_received", [])
+    previous = signal.signal(signal.SIGTERM, errors._on_stop_signal)
+    try:
+        with pytest.raises(Interrupted), staged_outputs() as out:
+            out.file(tmp_path / "a").write_text("new")
+            try:  # as TensorFlow's C++ code can: swallow the exception a signal raised while it called Python
+                os.kill(os.getpid(), signal.SIGTERM)
+                sum(range(1000))  # gives the handler a bytecode boundary to run at
+            except Interrupted:
+                pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert not list(tmp_path.iterdir())

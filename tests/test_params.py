@@ -1,8 +1,13 @@
+import io
 import re
 import typing
 
 import pytest
 import yaml
+from dvc.utils.serialize import parse_yaml
+from hypothesis import given
+from hypothesis import strategies as st
+from ruamel.yaml import YAML
 
 from stages import params
 from stages.errors import StageError
@@ -138,3 +143,61 @@ def test_unusable_file_is_one_clear_error(tmp_path, text, expected):
 def test_missing_file(tmp_path):
     with pytest.raises(StageError, match="not found"):
         params.load(tmp_path / "params.yaml")
+
+
+# Whatever params.yaml holds, a stage gets either params exactly as DVC reads them or one clear line.
+REPO_TEXT = (REPO / "params.yaml").read_text()
+SECTIONS = parse_yaml(REPO_TEXT, "params.yaml")
+KEYS = [(section, key) for section, values in SECTIONS.items() for key in values]
+VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12) | st.dates() | st.binary(max_size=4),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=6,
+)
+EDITS = st.one_of(
+    st.tuples(st.just("set"), st.sampled_from(KEYS), VALUES),
+    st.tuples(st.just("delete"), st.sampled_from(KEYS), st.none()),
+    st.tuples(st.just("replace section"), st.sampled_from(list(SECTIONS)), VALUES),
+    st.tuples(st.just("add key"), st.sampled_from(list(SECTIONS)), st.text(max_size=8)),
+)
+
+
+def as_dvc_reads_it_or_one_line(text: str) -> None:
+    try:
+        loaded = params.parse_text(text)
+    except StageError as error:
+        assert str(error).startswith("params.yaml: ") and "\n" not in str(error)
+        return
+    dvc_view = parse_yaml(text, "params.yaml")  # what dvc.lock would record
+    assert loaded.model_dump() == {section: dvc_view[section] for section in loaded.model_dump()}
+
+
+def edited(edits) -> str:
+    document = parse_yaml(REPO_TEXT, "params.yaml")
+    for kind, where, value in edits:
+        if kind == "set" and isinstance(document.get(where[0]), dict):
+            document[where[0]][where[1]] = value
+        elif kind == "delete" and isinstance(document.get(where[0]), dict):
+            document[where[0]].pop(where[1], None)
+        elif kind == "replace section":
+            document[where] = value
+        elif kind == "add key" and isinstance(document.get(where), dict):
+            document[where][value] = 1
+    stream = io.StringIO()
+    YAML(typ="safe").dump(document, stream)
+    return stream.getvalue()
+
+
+@given(st.lists(EDITS, min_size=1, max_size=3))
+def test_any_edited_document_gives_dvcs_values_or_one_clear_line(edits):
+    as_dvc_reads_it_or_one_line(edited(edits))
+
+
+@given(st.integers(0, len(REPO_TEXT)), st.integers(0, 20), st.text(max_size=12))
+def test_any_typing_in_the_file_gives_dvcs_values_or_one_clear_line(at, cut, typed):
+    as_dvc_reads_it_or_one_line(REPO_TEXT[:at] + typed + REPO_TEXT[at + cut :])
+
+
+@given(st.text(max_size=200))
+def test_any_text_at_all_gives_one_clear_line(text):
+    as_dvc_reads_it_or_one_line(text)
