@@ -88,13 +88,10 @@ def run_stage(main: Callable[[], None], *, runs_tensorflow: bool = False) -> Non
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     except Interrupted as stop:
-        print(f"error: {stage}: interrupted by {stop}; its outputs were left as they were", file=sys.stderr)
-        sys.exit(128 + stop.signum)
+        _exit_interrupted(stage, stop.signum, "its outputs were left as they were")
     except Exception as error:
         if _received:  # the signal's exception, turned into another one on its way out of TensorFlow
-            name = signal.Signals(_received[0]).name
-            print(f"error: {stage}: interrupted by {name}; its outputs were left as they were", file=sys.stderr)
-            sys.exit(128 + _received[0])
+            _exit_interrupted(stage, _received[0], "its outputs were left as they were")
         if out_of_space(error):  # outside staged outputs, which name the file themselves
             where = getattr(error, "filename", None) or "."
             print(f"error: {where}: no space left on device; outputs were left as they were", file=sys.stderr)
@@ -107,6 +104,9 @@ def run_stage(main: Callable[[], None], *, runs_tensorflow: bool = False) -> Non
         )
         sys.exit(1)
     if _received:  # arrived as the stage finished, its exception lost on the way: the outputs are the new ones
-        name = signal.Signals(_received[0]).name
-        print(f"error: {stage}: interrupted by {name} after writing its outputs", file=sys.stderr)
-        sys.exit(128 + _received[0])
+        _exit_interrupted(stage, _received[0], "it had written its outputs")
+
+
+def _exit_interrupted(stage: str, signum: int, outputs: str) -> None:
+    print(f"error: {stage}: interrupted by {signal.Signals(signum).name}; {outputs}", file=sys.stderr)
+    sys.exit(128 + signum)

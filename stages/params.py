@@ -156,14 +156,19 @@ def _yaml_problem(error: YAMLFileCorruptedError) -> str:
     return _printable(f"{getattr(cause, 'problem', None) or str(cause).splitlines()[0]}{where}")
 
 
-def parse_text(text: str, source: Path = paths.PARAMS) -> Params:
+def read_yaml(text: str, source: Path = paths.PARAMS) -> object:
+    """The document as DVC reads it: what dvc.lock records is what this returns."""
     try:
-        raw = parse_yaml(text, str(source))  # DVC's reader: what dvc.lock records is what this returns
+        raw = parse_yaml(text, str(source))
     except YAMLFileCorruptedError as error:
         raise StageError(f"{source}: not valid YAML: {_yaml_problem(error)}") from None
     if raw == {}:
         raise StageError(f"{source}: is empty")
-    return parse(raw, source)
+    return raw
+
+
+def parse_text(text: str, source: Path = paths.PARAMS) -> Params:
+    return parse(read_yaml(text, source), source)
 
 
 def load(path: Path = paths.PARAMS) -> Params:
@@ -172,7 +177,7 @@ def load(path: Path = paths.PARAMS) -> Params:
     except FileNotFoundError:
         raise StageError(f"{path}: not found (run from the repository root)") from None
     except UnicodeDecodeError as error:
-        raise StageError(f"{path}: not UTF-8 text (byte {error.start})") from None
+        raise StageError(f"{path}: not UTF-8 text (at byte offset {error.start})") from None
     except OSError as error:
         raise StageError(f"{path}: cannot read: {error.strerror}") from None
     return parse_text(text, path)

@@ -340,9 +340,9 @@ class Review:
 def max_accuracy_drop(base: str) -> float:
     """The base's threshold: a pull request must not loosen its own gate."""
     try:
-        section = yaml.safe_load(run(["git", "show", f"{base}:{paths.PARAMS}"]))["review"]
+        section = params.read_yaml(run(["git", "show", f"{base}:{paths.PARAMS}"]))["review"]  # as DVC reads it
         return params.ReviewParams.model_validate(section).max_accuracy_drop
-    except (StageError, yaml.YAMLError, KeyError, TypeError, ValueError):  # a base without a valid one
+    except (StageError, KeyError, TypeError, ValueError):  # a base without a valid one
         return params.load().review.max_accuracy_drop
 
 

@@ -48,7 +48,7 @@ class EpochStats(keras.callbacks.Callback):
         logs["learning_rate"] = float(self.model.optimizer.learning_rate)
 
 
-EXPLODED = 100  # an epoch's mean loss this many times the first step's is an explosion worth a warning
+EXPLODED = 100  # an epoch's mean loss this many times the first step's (about ln 10 = 2.3) has exploded
 
 
 def diverged(what: str, where: str, config: params.TrainParams) -> StageError:
@@ -65,7 +65,8 @@ def check_finite(model: keras.Model, config: params.TrainParams, where: str = "t
 
 
 class DivergenceGuard(keras.callbacks.Callback):
-    """Fails the run at the first non-finite loss (every step) or weight (every epoch); warns when the loss explodes.
+    """Fails the run at the first non-finite loss (every step) or weight (every epoch), or when the loss that
+    exploded has not come back down by the end; warns (log and TensorBoard) when it explodes.
 
     Keras' TerminateOnNaN only stops training, and the run would then save the broken model and
     report its metrics as a result. Raising StageError makes the stage exit 1 with nothing written.
@@ -75,6 +76,7 @@ class DivergenceGuard(keras.callbacks.Callback):
         super().__init__()
         self.config, self.steps_per_epoch, self.log_dir = config, steps_per_epoch, log_dir
         self.first_loss: float | None = None
+        self.last: tuple[int, float, float] | None = None  # epoch, its loss, the first step's
         self.warned = False
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -94,14 +96,23 @@ class DivergenceGuard(keras.callbacks.Callback):
             raise diverged(f"the training loss is {logs['loss']}", where, self.config)
         check_finite(self.model, self.config, where)
         first = self.first_loss if self.first_loss is not None else logs["loss"]
+        self.last = (epoch + 1, logs["loss"], first)
         if not self.warned and logs["loss"] > EXPLODED * first:
             self.warned = True
             self.warn(
                 f"the training loss exploded: {logs['loss']:.4g} in epoch {epoch + 1}, over {EXPLODED}x the first"
-                f" step's {first:.4g}; the run goes on, but try a lower train.learning_rate"
-                f" (now {self.config.learning_rate:g})",
+                f" step's {first:.4g}; the run goes on and fails if it is still that high at the end;"
+                f" try a lower train.learning_rate (now {self.config.learning_rate:g})",
                 epoch + 1,
             )
+
+    def on_train_end(self, logs=None):
+        if self.last is None:
+            return
+        epoch, loss, first = self.last
+        if loss > EXPLODED * first:  # never came back down: its model is no result
+            what = f"the training loss is still {loss:.4g}, over {EXPLODED}x the first step's {first:.4g}"
+            raise diverged(what, f"the end of epoch {epoch}", self.config)
 
     def warn(self, message: str, epoch: int) -> None:
         print(f"warning: {message}", file=sys.stderr, flush=True)

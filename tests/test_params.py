@@ -1,5 +1,7 @@
 import io
+import json
 import re
+import subprocess
 import typing
 
 import pytest
@@ -11,7 +13,7 @@ from ruamel.yaml import YAML
 
 from stages import params
 from stages.errors import StageError
-from tests.conftest import REPO
+from tests.conftest import REPO, copy_project, project_env
 
 
 @pytest.fixture
@@ -201,3 +203,23 @@ def test_any_typing_in_the_file_gives_dvcs_values_or_one_clear_line(at, cut, typ
 @given(st.text(max_size=200))
 def test_any_text_at_all_gives_one_clear_line(text):
     as_dvc_reads_it_or_one_line(text)
+
+
+def test_a_stage_acts_on_exactly_the_values_dvc_records_in_dvc_lock(tmp_path):
+    """Spellings that YAML 1.1 (PyYAML) and YAML 1.2 (DVC) read differently, through a real `dvc repro`."""
+    project = copy_project(tmp_path / "project")
+    text = (project / "params.yaml").read_text()
+    for key, spelling in [("learning_rate", "2e-3"), ("epochs", "012"), ("batch_size", "0x80"), ("timeout_s", "30")]:
+        text = re.sub(rf"(?m)^(  {key}): .*$", rf"\1: {spelling}", text)
+    (project / "params.yaml").write_text(text)
+    read = "import json; from stages import params; print(json.dumps(params.load().model_dump()))"
+    stage = {"cmd": f"python -c '{read}' > read.json", "params": list(SECTIONS), "outs": ["read.json"]}
+    (project / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"read": stage}}))
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", "-q"]):
+        subprocess.run(command, cwd=project, env=project_env(), check=True)
+    recorded = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["read"]["params"]["params.yaml"]
+    acted_on = json.loads((project / "read.json").read_text())
+    assert acted_on == recorded
+    assert (acted_on["train"]["learning_rate"], acted_on["train"]["epochs"], acted_on["train"]["batch_size"]) == (
+        0.002, 12, 128,
+    )  # fmt: skip

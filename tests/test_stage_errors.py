@@ -73,3 +73,37 @@ def test_broken_params_file(project, text, message):
     assert result.returncode == 1
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert (project / "models/model.keras").read_text() == "previous good models/model.keras"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda path: path.mkdir(), "params.yaml: cannot read: Is a directory"),
+        (lambda path: path.write_bytes(b"train:\n  epochs: \xff\xfe\n"), "not UTF-8 text (at byte offset 17)"),
+        (lambda path: path.write_text("train: {epochs: 3}\ntrain: {epochs: 4}\n"), 'found duplicate key "train"'),
+        (lambda path: path.write_text("train: !!python/object:os.system {}\n"), "could not determine a constructor"),
+    ],
+)
+def test_no_params_file_problem_shows_a_traceback(project, make, message):
+    (project / "params.yaml").unlink()
+    make(project / "params.yaml")
+    for stage in ("download", "preprocess", "train", "evaluate"):
+        result = run_stage(project, stage)
+        assert result.returncode == 1
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("error: params.yaml: ") and message in line
+
+
+def test_a_bug_shows_its_traceback_then_which_stage_failed(project):
+    """An unexpected error is not bad input: the traceback stays, and the last line says what it means."""
+    code = (project / "stages/preprocess.py").read_text()
+    (project / "stages/preprocess.py").write_text(code.replace("    started = time.perf_counter()\n", "    1 / 0\n", 1))
+    result = run_stage(project, "preprocess")
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr and "ZeroDivisionError" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: stage preprocess failed on an unexpected error (above: a bug, not bad input);"
+        " its outputs were left as they were"
+    )
+    for output in OUTPUTS:
+        assert (project / output).read_text() == f"previous good {output}"

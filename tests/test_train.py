@@ -128,13 +128,18 @@ def test_non_finite_weights_are_caught_before_saving(data):
 
 
 def test_an_exploding_loss_warns_in_the_log_and_in_tensorboard(data, tmp_path, capsys):
-    _, history = train_once(data, log_dir=tmp_path, learning_rate=10.0)  # explodes, stays finite
-    assert history["loss"][0] > 100 * 2.3
+    _, history = train_once(data, log_dir=tmp_path, learning_rate=2.0)  # explodes, stays finite, comes back down
+    assert history["loss"][0] > 100 * 2.3 > history["loss"][-1]
     warning = "warning: the training loss exploded: "
     assert capsys.readouterr().err.count(warning) == 1
     run = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0}).Reload()
     [event] = run.Tensors("warnings")
     assert event.step == 1 and b"the training loss exploded" in event.tensor_proto.string_val[0]
+
+
+def test_a_loss_that_exploded_and_stayed_high_fails_the_run_at_the_end(data):
+    with pytest.raises(StageError, match=r"^training diverged at the end of epoch 2: the training loss is still 5"):
+        train_once(data, learning_rate=10.0)  # epoch losses about 20,000 then 576, against 2.26 at the first step
 
 
 def test_a_steady_run_gives_no_warning(data, capsys):
