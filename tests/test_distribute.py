@@ -48,6 +48,7 @@ def worker_project(path):
         train={"model": "seed", "epochs": 2, "batch_size": 32, "learning_rate": 0.003, "distribute": "multi_worker"},
     )
     x, y = synthetic_split(256, seed=5)
+    (project / "data/prepared").mkdir(parents=True)
     dataset.save_arrays(project / "data/prepared/train.npz", x[:200, ..., None], y[:200])
     dataset.save_arrays(project / "data/prepared/val.npz", x[200:, ..., None], y[200:])
     return project

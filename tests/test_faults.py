@@ -26,6 +26,12 @@ from tests.conftest import copy_project, project_env, write_dataset
 
 STAGES = ["download", "preprocess", "train", "evaluate"]
 OUTPUT_DIRS = ("data", "models", "logs", "reports")
+FIRST_TEMPORARY = {  # where each stage's first staged output appears: it is writing from then on
+    "download": "data/raw/.*.tmp*",
+    "preprocess": "data/prepared/.*.tmp*",
+    "train": "logs/.fit.*.tmp",
+    "evaluate": "reports/.*.tmp*",
+}
 
 
 class TricklingHandler(http.server.SimpleHTTPRequestHandler):
@@ -129,12 +135,12 @@ def temporaries(project: Path) -> list[Path]:
     return [path for folder in OUTPUT_DIRS for path in (project / folder).rglob(".*.tmp*")]
 
 
-def wait_until_writing(process: subprocess.Popen, project: Path, timeout: float = 120) -> None:
-    """Until the stage has staged temporary outputs: it is mid-write, where an interrupt matters most."""
+def wait_until_writing(process: subprocess.Popen, project: Path, stage: str, timeout: float = 120) -> None:
+    """Until the stage has staged its first temporary output: it is mid-write, where an interrupt matters most."""
     deadline = time.monotonic() + timeout
-    while not temporaries(project):
-        assert process.poll() is None, "the stage ended before it wrote anything"
-        assert time.monotonic() < deadline, "the stage never started writing"
+    while not list(project.glob(FIRST_TEMPORARY[stage])):
+        assert process.poll() is None, f"{stage} ended before it wrote anything"
+        assert time.monotonic() < deadline, f"{stage} never started writing"
         time.sleep(0.002)
 
 
@@ -206,13 +212,13 @@ def test_ctrl_c_mid_stage_stops_it_in_seconds_then_repro_completes(dataset, refe
         seen.append(line)
         if f"Running stage '{stage}'" in line:
             break
-    wait_until_writing(process, project)
+    wait_until_writing(process, project, stage)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
     sent = time.monotonic()
     output = "".join(seen) + process.communicate(timeout=60)[0]
-    assert time.monotonic() - sent < 5
-    assert process.returncode != 0
-    assert f"error: {stage}: interrupted by SIGINT; its outputs were left as they were" in output
+    assert time.monotonic() - sent < 5, output
+    assert process.returncode != 0, output
+    assert f"error: {stage}: interrupted by SIGINT; its outputs were left as they were" in output, output
     assert "Traceback" not in output
     assert not temporaries(project)
 
@@ -233,7 +239,7 @@ def test_sigterm_mid_stage_leaves_the_previous_outputs_as_they_were(dataset, ref
         [sys.executable, "-m", f"stages.{stage}"],
         cwd=project, env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    wait_until_writing(process, project)
+    wait_until_writing(process, project, stage)
     process.terminate()  # SIGTERM, as `kill`, `timeout` or a container stop sends it
     sent = time.monotonic()
     _, stderr = process.communicate(timeout=60)
