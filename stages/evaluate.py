@@ -60,6 +60,15 @@ def mirror(images: np.ndarray) -> np.ndarray:
     return images[:, :, ::-1]  # (N, height, width, channels): reverse the width
 
 
+def class_probabilities(model, images: np.ndarray, mirror_average: bool) -> tuple[np.ndarray, np.ndarray]:
+    """What the model answers as evaluated (averaged with the mirror image's answer if mirror_average), and
+    its own single-view answer."""
+    single_view = predict(model, images)
+    if not mirror_average:
+        return single_view, single_view
+    return (single_view + predict(model, mirror(images))) / 2, single_view
+
+
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
     matrix = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(matrix, (labels, predicted), 1)
@@ -105,10 +114,8 @@ def main() -> None:
     x_test, y_test = dataset.load_arrays(paths.TEST_ARRAYS)
     model = load_model(paths.MODEL, config.runtime)
     val_accuracy = read_val_accuracy(paths.TRAIN_METRICS)
-    probabilities = predict(model, x_test)
-    single_view_accuracy = float(np.mean(probabilities.argmax(axis=1) == y_test))
-    if config.evaluate.mirror_average:
-        probabilities = (probabilities + predict(model, mirror(x_test))) / 2
+    probabilities, single_view = class_probabilities(model, x_test, config.evaluate.mirror_average)
+    single_view_accuracy = float(np.mean(single_view.argmax(axis=1) == y_test))
     predicted = probabilities.argmax(axis=1)
     loss = cross_entropy(y_test, probabilities)
     matrix = confusion_matrix(y_test, predicted, len(dataset.CLASS_NAMES))

@@ -7,6 +7,7 @@ import http.server
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -130,6 +131,16 @@ def project_on_tiny_data(root: Path, epochs: int = 2) -> Path:
         download={"sources": [str(root / "source")], "sha256": checksums},
         train={"epochs": epochs, "learning_rate": 0.003},
     )
+
+
+def run_every_stage(project: Path) -> Path:
+    """Run each stage's module in `project`, as `dvc repro` would but without DVC; fail on the first error."""
+    for stage in ("download", "preprocess", "train", "evaluate"):
+        result = subprocess.run(
+            [sys.executable, "-m", f"stages.{stage}"], cwd=project, env=project_env(), capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+    return project
 
 
 def project_env() -> dict[str, str]:

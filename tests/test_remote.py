@@ -74,3 +74,11 @@ def test_push_then_pull_into_fresh_clones_runs_nothing(tmp_path, s3_endpoint):
     git(tmp_path, "clone", "-q", str(origin), "third")
     output = dvc(tmp_path / "third", "repro", "--pull", "--allow-missing")
     assert "Running stage" not in output
+
+    # The model alone, without cloning the repository or its data: by registered version, or by any commit.
+    git(origin, "tag", "-a", "fashion-mnist-cnn@v1.0.0", "-m", "first model")
+    dvc(tmp_path, "artifacts", "get", str(origin), "fashion-mnist-cnn", "--rev", "v1.0.0", "-o", "v1.keras")
+    assert (tmp_path / "v1.keras").read_bytes() == (origin / "models/model.keras").read_bytes()
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=origin, capture_output=True, text=True).stdout.strip()
+    dvc(tmp_path, "get", str(origin), "models/model.keras", "--rev", commit, "-o", "head.keras")
+    assert (tmp_path / "head.keras").read_bytes() == (origin / "models/model.keras").read_bytes()

@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from stages import params
 from stages.model import build_model
-from tests.conftest import REPO, free_port, project_env, project_on_tiny_data
+from tests.conftest import REPO, free_port, project_on_tiny_data, run_every_stage
 
 EPOCHS = 2
 
@@ -21,12 +21,7 @@ EPOCHS = 2
 def logs(tmp_path_factory):
     """Run every stage's main on tiny data; return the logs/ folder."""
     project = project_on_tiny_data(tmp_path_factory.mktemp("tensorboard"), EPOCHS)
-    for stage in ("download", "preprocess", "train", "evaluate"):
-        result = subprocess.run(
-            [sys.executable, "-m", f"stages.{stage}"], cwd=project, env=project_env(), capture_output=True, text=True
-        )
-        assert result.returncode == 0, result.stderr
-    return project / "logs"
+    return run_every_stage(project) / "logs"
 
 
 def load(run_dir) -> EventAccumulator:
