@@ -39,7 +39,7 @@ def load_model(path: Path, runtime_params: params.RuntimeParams):
 def read_val_accuracy(path: Path) -> float:
     """The model's validation accuracy, written beside it by train: logged with the test figures in HParams."""
     try:
-        return float(json.loads(path.read_text())["val_accuracy"])
+        return float(json.loads(path.read_text())["eval"]["accuracy"])  # DVCLive's name for val_accuracy
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise StageError(f"{path}: no validation accuracy to read ({error}); run the train stage again") from None
 
@@ -113,7 +113,7 @@ def main() -> None:
     started = time.perf_counter()
     x_test, y_test = dataset.load_arrays(paths.TEST_ARRAYS)
     model = load_model(paths.MODEL, config.runtime)
-    val_accuracy = read_val_accuracy(paths.TRAIN_METRICS)
+    val_accuracy = read_val_accuracy(paths.TRAINING_METRICS)
     probabilities, single_view = class_probabilities(model, x_test, config.evaluate.mirror_average)
     single_view_accuracy = float(np.mean(single_view.argmax(axis=1) == y_test))
     predicted = probabilities.argmax(axis=1)

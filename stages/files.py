@@ -88,6 +88,26 @@ def write_bytes(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+@contextmanager
+def live_dir(path: Path) -> Iterator[Path]:
+    """A folder written in place while the stage runs, for readers that watch it (DVCLive's metrics, read by
+    `dvc exp show` mid-run). The previous one waits beside it and comes back if the stage fails."""
+    previous = path.with_name(f".{path.name}.previous.tmp")
+    with signals_deferred():
+        shutil.rmtree(previous, ignore_errors=True)  # of a run killed by SIGKILL; DVC re-runs that stage anyway
+        if path.exists():
+            os.replace(path, previous)
+    try:
+        yield path
+    except BaseException:
+        with signals_deferred():
+            shutil.rmtree(path, ignore_errors=True)
+            if previous.exists():
+                os.replace(previous, path)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+
+
 class StagedOutputs:
     """Temporary paths for a stage's outputs; `staged_outputs()` publishes or discards them all."""
 
@@ -100,6 +120,9 @@ class StagedOutputs:
 
     def folder(self, path: Path) -> Path:
         return self._stage(atomic_dir(path), path)
+
+    def live_folder(self, path: Path) -> Path:
+        return self._stage(live_dir(path), path)
 
     def _stage(self, context, path: Path) -> Path:
         with signals_deferred():  # a stop once the temporary exists, but before the stack holds it, would leak it

@@ -26,8 +26,10 @@ EVAL_LOGS = LOGS / "evaluate"  # evaluate: test images, metrics and the run's hp
 
 REPORTS = Path("reports")
 SAMPLES_PNG = REPORTS / "samples.png"
-HISTORY_CSV = REPORTS / "history.csv"
-TRAIN_METRICS = REPORTS / "train_metrics.json"
+# DVCLive's folder, written epoch by epoch while train runs (what `dvc exp show` and VS Code show live):
+# plots/metrics/{train,eval}/<metric>.tsv per step, metrics.json with the latest values and the step.
+TRAINING = REPORTS / "training"
+TRAINING_METRICS = TRAINING / "metrics.json"
 FINGERPRINT = REPORTS / "fingerprint.json"  # weights digest and what decided the bits
 METRICS = REPORTS / "metrics.json"
 CONFUSION_CSV = REPORTS / "confusion.csv"

@@ -37,12 +37,12 @@ MAIN_METRICS = [
     (paths.METRICS, "accuracy"),
     (paths.METRICS, "single_view_accuracy"),
     (paths.METRICS, "loss"),
-    (paths.TRAIN_METRICS, "val_accuracy"),
-    (paths.TRAIN_METRICS, "val_loss"),
-    (paths.TRAIN_METRICS, "parameters"),
-    (paths.TRAIN_METRICS, "train_seconds"),
+    (paths.TRAINING_METRICS, "eval.accuracy"),  # validation (before DVCLive: train_metrics.json val_accuracy)
+    (paths.TRAINING_METRICS, "eval.loss"),
+    (paths.TRAINING_METRICS, "parameters"),
+    (paths.TRAINING_METRICS, "train_seconds"),
 ]
-CURVES = {"Accuracy": ("accuracy", "val_accuracy"), "Loss": ("loss", "val_loss")}  # dvc.yaml plot ids
+CURVES = {"Accuracy": "accuracy", "Loss": "loss"}  # dvc.yaml plot id: its y field (a train and an eval file)
 # Mermaid has no legend: each line's colour is fixed here and named under the chart.
 LINE_COLOURS = {
     "base train": ("#9ecae1", "light blue"),
@@ -83,11 +83,9 @@ class Results:
 
     @classmethod
     def read(cls, folder: Path) -> "Results":
-        files = {}
-        for path in (paths.METRICS, paths.TRAIN_METRICS, paths.FINGERPRINT):
-            if (folder / path).exists():
-                files[str(path)] = flatten(json.loads((folder / path).read_text()))
-        return cls(files)
+        """The metrics files dvc.yaml declares, as DVC reads them in `folder`."""
+        shown = json.loads(dvc("metrics", "show", "--json", cwd=folder)).get("", {}).get("data", {})
+        return cls({file: flatten(values.get("data", {})) for file, values in shown.items()})
 
     def get(self, path: Path, key: str) -> object:
         return self.files.get(str(path), {}).get(key)
@@ -227,16 +225,22 @@ def mermaid_chart(title: str, series: dict[str, list[float]]) -> list[str]:
     return lines
 
 
+def curve_kind(row: dict) -> str:
+    """A plotted point's line: DVCLive keeps validation under eval/ (before it, history.csv's val_* columns)."""
+    return "validation" if "eval/" in row.get("filename", "") or row.get("field", "").startswith("val_") else "train"
+
+
 def curves(base: str, head: str) -> dict[str, dict[str, list[float]]]:
     """{chart: {'base train': [...], 'head validation': [...], ...}} from `dvc plots diff base head`."""
     charts = {}
-    for chart, (train_key, val_key) in CURVES.items():
+    for chart, y_field in CURVES.items():
         spec = json.loads(dvc("plots", "diff", base, head, "--targets", chart, "--show-vega"))
         series: dict[str, list[tuple[float, float]]] = {}
         for row in spec["data"]["values"]:
             side = "base" if row["rev"] == base else "head"
-            kind = {train_key: "train", val_key: "validation"}[row["field"]]
-            series.setdefault(f"{side} {kind}", []).append((float(row["epoch"]), float(row["dvc_inferred_y_value"])))
+            x = float(row["step"] if "step" in row else row["epoch"])  # DVCLive's step, or an older commit's epoch
+            y = float(row.get("dvc_inferred_y_value", row.get(y_field)))  # (DVC's name when a file gives two fields)
+            series.setdefault(f"{side} {curve_kind(row)}", []).append((x, y))
         charts[chart] = {name: [y for _, y in sorted(points)] for name, points in series.items()}
     return charts
 

@@ -1,12 +1,12 @@
-"""Stage `train`: fit the model named in params on the prepared arrays, log to TensorBoard.
+"""Stage `train`: fit the model named in params on the prepared arrays, log to DVCLive and TensorBoard.
 
-Writes models/model.keras, its summary, per-epoch history (a `dvc plots` file) and the
-final validation metrics. TensorBoard logs go to logs/fit/: scalars, histograms, the graph,
-the model summary and a grid of sample inputs. In a multi-worker run (train.distribute =
-multi_worker) every worker runs this stage with its own TF_CONFIG and only the chief writes.
+Writes models/model.keras and its summary. DVCLive writes reports/training/ epoch by epoch
+(per-step `dvc plots` files and metrics.json, which `dvc exp show` reads while the run goes on).
+TensorBoard logs go to logs/fit/: scalars, histograms, the graph, the model summary and a grid
+of sample inputs. In a multi-worker run (train.distribute = multi_worker) every worker runs this
+stage with its own TF_CONFIG and only the chief writes.
 """
 
-import csv
 import json
 import tempfile
 import time
@@ -15,15 +15,6 @@ from pathlib import Path
 from stages import dataset, distribute, params, paths, runtime
 from stages.errors import run_stage
 from stages.files import staged_outputs
-
-
-def write_history(history: dict[str, list[float]], path: Path) -> None:
-    columns = sorted(history)
-    with path.open("w", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(["epoch", *columns])
-        for epoch, row in enumerate(zip(*(history[c] for c in columns)), start=1):
-            writer.writerow([epoch, *(f"{value:.6g}" for value in row)])
 
 
 def main() -> None:
@@ -50,28 +41,24 @@ def main() -> None:
         print(f"train: worker done, weights sha256 {training.weights_sha256(model)}")
         return
     summary = training.model_summary(model)
-    # Every output is written under a temporary name and published together only if training succeeds:
-    # a diverged, interrupted or failed run leaves the previous model, logs and metrics as they were.
+    # Every output is written under a temporary name and published together only if training succeeds (DVCLive's
+    # folder is written in place, for live views, with the previous one kept aside): a diverged, interrupted or
+    # failed run leaves the previous model, logs and metrics as they were.
     with staged_outputs() as out:
         log_dir = out.folder(paths.FIT_LOGS)
+        live = training.live_logger(out.live_folder(paths.TRAINING), model)
         tblog.write_model_overview(model, log_dir / "train", summary, *train)
-        history = training.fit(model, config, train, val, log_dir, strategy)
+        history = training.fit(model, config, train, val, log_dir, strategy, live)
         train_seconds = time.perf_counter() - started
         training.check_finite(model, config)
         model.save(out.file(paths.MODEL))
         out.file(paths.MODEL_SUMMARY).write_text(summary)
-        write_history(history, out.file(paths.HISTORY_CSV))
-        final = {
-            "val_accuracy": history["val_accuracy"][-1],
-            "val_loss": history["val_loss"][-1],
-            "parameters": model.count_params(),
-            "train_seconds": round(train_seconds, 1),
-        }
-        out.file(paths.TRAIN_METRICS).write_text(json.dumps(final, indent=2) + "\n")
+        live.summary["train_seconds"] = round(train_seconds, 1)
+        live.make_summary()
         fingerprint = {"weights_sha256": training.weights_sha256(model), **runtime.facts(loaded.runtime)}
         out.file(paths.FINGERPRINT).write_text(json.dumps(fingerprint, indent=2) + "\n")
         params.check_unchanged(loaded, "train", "runtime")
-    print(f"train: {train_seconds:.1f}s, validation accuracy {final['val_accuracy']:.4f}")
+    print(f"train: {train_seconds:.1f}s, validation accuracy {history['val_accuracy'][-1]:.4f}")
     print(f"train: {loaded.runtime.mode} mode, weights sha256 {fingerprint['weights_sha256']}")
 
 

@@ -10,6 +10,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from dvclive import Live
+from dvclive.keras import DVCLiveCallback
+from scmrepo.exceptions import SCMError
 
 from stages import params, tblog
 from stages.dataset import CLASS_NAMES
@@ -161,7 +164,27 @@ def batches(config: params.TrainParams, images: np.ndarray, labels: np.ndarray) 
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def callbacks(config: params.TrainParams, train_images: int, log_dir: Path | None) -> list[keras.callbacks.Callback]:
+class PipelineLive(Live):
+    """DVCLive, also in a Git repository with no commit yet (`git init && dvc init && dvc repro`)."""
+
+    def _init_dvc(self):
+        try:
+            super()._init_dvc()
+        except SCMError:  # DVCLive 3.49.1 asks for HEAD before its own no-commits check; its defaults hold
+            pass
+
+
+def live_logger(folder: Path, model: keras.Model) -> Live:
+    """DVCLive inside the project's own pipeline: dvc.yaml stays hand-written (DVCLive must not rewrite it), no
+    experiment or report of its own. DVCLiveCallback logs every epoch's metrics as train/* and eval/*."""
+    live = PipelineLive(str(folder), dvcyaml=False, save_dvc_exp=False, report=None)
+    live.summary["parameters"] = model.count_params()
+    return live
+
+
+def callbacks(
+    config: params.TrainParams, train_images: int, log_dir: Path | None, live: Live | None = None
+) -> list[keras.callbacks.Callback]:
     # EpochStats comes first so TensorBoard logs its numbers too; the guard fails the run before TensorBoard logs NaN.
     steps = -(-train_images // config.batch_size)
     chosen: list[keras.callbacks.Callback] = [
@@ -171,6 +194,8 @@ def callbacks(config: params.TrainParams, train_images: int, log_dir: Path | Non
     ]
     if log_dir is not None:
         chosen.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=config.histogram_freq))
+    if live is not None:
+        chosen.append(DVCLiveCallback(live=live))
     return chosen
 
 
@@ -181,16 +206,17 @@ def fit(
     val: tuple[np.ndarray, np.ndarray],
     log_dir: Path | None,
     strategy: tf.distribute.Strategy | None = None,
+    live: Live | None = None,
 ) -> dict[str, list[float]]:
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return fit_across_workers(model, strategy, config, train, val, log_dir)
+        return fit_across_workers(model, strategy, config, train, val, log_dir, live)
     history = model.fit(
         batches(config, *train),
         shuffle=False,  # batches() shuffles, seeded
         epochs=config.epochs,
         validation_data=(val[0], targets(val[1], config)),
         validation_batch_size=config.batch_size,
-        callbacks=callbacks(config, len(train[0]), log_dir),
+        callbacks=callbacks(config, len(train[0]), log_dir, live),
         verbose=2,
     )
     return history.history
@@ -203,6 +229,7 @@ def fit_across_workers(
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray],
     log_dir: Path | None,
+    live: Live | None = None,
 ) -> dict[str, list[float]]:
     """What model.fit does, as a loop of strategy.run over the model's own train_step.
 
@@ -223,7 +250,7 @@ def fit_across_workers(
         return model(images, training=False)
 
     callback_list = keras.callbacks.CallbackList(
-        callbacks(config, len(train[0]), log_dir), add_history=True, add_progbar=True, model=model,
+        callbacks(config, len(train[0]), log_dir, live), add_history=True, add_progbar=True, model=model,
         verbose=2, epochs=config.epochs, steps=-(-len(train[0]) // config.batch_size),
     )  # fmt: skip
     val_targets = targets(val[1], config)

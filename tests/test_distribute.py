@@ -83,12 +83,12 @@ def test_two_workers_train_in_step_and_only_the_chief_writes(tmp_path):
 
     chief, other = projects
     assert (chief / "models/model.keras").stat().st_size > 0
-    assert len((chief / "reports/history.csv").read_text().splitlines()) == 1 + 2
+    assert len((chief / "reports/training/plots/metrics/eval/accuracy.tsv").read_text().splitlines()) == 1 + 2
     for run in ("train", "validation"):  # one value per epoch: logged by the chief alone
         logged = EventAccumulator(str(chief / "logs/fit" / run), size_guidance={"tensors": 0}).Reload()
         assert [event.step for event in logged.Tensors("epoch_accuracy")] == [0, 1]
-    metrics = json.loads((chief / "reports/train_metrics.json").read_text())
-    assert metrics["val_accuracy"] > 0.5  # both workers' gradients, one model that learned
+    metrics = json.loads((chief / "reports/training/metrics.json").read_text())
+    assert metrics["eval"]["accuracy"] > 0.5  # both workers' gradients, one model that learned
     for output in ("models", "logs", "reports"):
         assert not (other / output).exists(), output
     assert training.weights_sha256(keras.saving.load_model(chief / "models/model.keras")) == digests[0]

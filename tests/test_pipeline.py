@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.conftest import copy_project, project_env
+from tests.conftest import copy_project, project_env, project_on_tiny_data
 
 
 def run(args: list[str], cwd) -> str:
@@ -50,8 +50,8 @@ def test_repro_then_noop_then_experiment(repo, serve):
         "models/model.keras",
         "models/summary.txt",
         "reports/samples.png",
-        "reports/history.csv",
-        "reports/train_metrics.json",
+        "reports/training/metrics.json",
+        "reports/training/plots/metrics/eval/accuracy.tsv",
         "reports/metrics.json",
         "reports/confusion.csv",
         "reports/confusion.png",
@@ -63,7 +63,7 @@ def test_repro_then_noop_then_experiment(repo, serve):
     assert 0.5 < metrics["accuracy"] <= 1  # the synthetic classes are easy; chance is 0.1
     assert 0 < metrics["loss"] < 2.3
     assert len(metrics["per_class_accuracy"]) == 10
-    assert len((project / "reports/history.csv").read_text().splitlines()) == 1 + 2
+    assert len((project / "reports/training/plots/metrics/train/loss.tsv").read_text().splitlines()) == 1 + 2
 
     assert stages_run(run(["dvc", "repro"], project)) == set()
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).splitlines()[-1])
@@ -80,7 +80,7 @@ def test_repro_then_noop_then_experiment(repo, serve):
 
     experiment = run(["dvc", "exp", "run", "-S", "train.epochs=1", "-S", "evaluate.mirror_average=true"], project)
     assert stages_run(experiment) == {"train", "evaluate"}
-    assert len((project / "reports/history.csv").read_text().splitlines()) == 1 + 1
+    assert len((project / "reports/training/plots/metrics/train/loss.tsv").read_text().splitlines()) == 1 + 1
 
     # Queued experiments run in the background, two at a time, and all land in `dvc exp show`.
     for seed in (1, 2, 3):
@@ -112,3 +112,41 @@ def test_repro_then_noop_then_experiment(repo, serve):
     for name in names:
         assert list((project / "cmp" / name / "fit" / "validation").glob("events.out.tfevents.*"))
         assert list((project / "cmp" / name / "evaluate").glob("events.out.tfevents.*"))
+
+
+def live_progress(project, name: str) -> tuple[str | None, int | None, float | None]:
+    """The named experiment's state, DVCLive step and validation accuracy, as `dvc exp show` reports them now."""
+    shown = subprocess.run(["dvc", "exp", "show", "--json"], cwd=project, env=project_env(), capture_output=True)
+    for baseline in json.loads(shown.stdout):
+        for group in baseline.get("experiments") or []:
+            if group["name"] == name:
+                data = group["revs"][0].get("data") or {}
+                live = (data.get("metrics") or {}).get("reports/training/metrics.json", {}).get("data", {})
+                state = (group.get("executor") or {}).get("state")
+                return state, live.get("step"), live.get("eval", {}).get("accuracy")
+    return None, None, None
+
+
+def test_a_queued_experiment_shows_its_epochs_in_exp_show_while_it_runs(tmp_path):
+    project = project_on_tiny_data(tmp_path, epochs=1)
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro"], ["git", "add", "-A"]):
+        run(command, project)
+    run(["git", "commit", "-qm", "baseline"], project)
+    run(["dvc", "exp", "run", "--queue", "-S", "train.epochs=2000", "-n", "long"], project)
+    # The worker is a daemon: with captured output, `dvc queue start` would wait for it to close the pipe.
+    subprocess.run(["dvc", "queue", "start"], cwd=project, env=project_env(), stdout=subprocess.DEVNULL, check=True)
+    try:
+        seen: list[int] = []
+        deadline = time.monotonic() + 300
+        while len(seen) < 2:
+            assert time.monotonic() < deadline, f"no live progress seen: {seen}"
+            state, step, accuracy = live_progress(project, "long")
+            if state == "running" and step is not None and step not in seen:
+                assert accuracy is not None
+                seen.append(step)
+            time.sleep(1)
+        assert seen[0] < seen[1] < 1999  # two epoch counts, read while the experiment ran
+    finally:
+        subprocess.run(["dvc", "queue", "kill", "long"], cwd=project, env=project_env(), capture_output=True)
+        while "Running" in run(["dvc", "queue", "status"], project):
+            time.sleep(1)

@@ -1,11 +1,12 @@
 import csv
+import json
 
 import keras
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from stages import params, train, training
+from stages import params, training
 from stages.errors import StageError
 from stages.model import build_model
 from tests.conftest import synthetic_split
@@ -92,16 +93,24 @@ def test_cosine_schedule_decays_the_learning_rate(data):
     assert cosine["learning_rate"] == sorted(cosine["learning_rate"], reverse=True)
 
 
-def test_history_records_speed_and_writes_a_plots_file(data, tmp_path):
-    _, history = train_once(data)
-    assert len(history["seconds"]) == 2
+def test_every_epoch_goes_to_dvclive_with_speed_and_learning_rate(data, tmp_path):
+    config = tiny_config()
+    model = training.compile_model(config, len(data[0][0]))
+    live = training.live_logger(tmp_path / "training", model)
+    history = training.fit(model, config, *data, None, live=live)
     # Throughput counts the training part of the epoch only: faster than images / (training + validation).
     for speed, seconds in zip(history["images_per_second"], history["seconds"]):
         assert speed > len(data[0][0]) / seconds
-    train.write_history(history, tmp_path / "history.csv")
-    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
-    assert [row["epoch"] for row in rows] == ["1", "2"]
-    assert {"accuracy", "val_accuracy", "loss", "val_loss", "images_per_second"} <= set(rows[0])
+    plots = tmp_path / "training/plots/metrics"
+    logged_per_epoch = {"train": ["accuracy", "loss", "images_per_second", "learning_rate"], "eval": ["accuracy"]}
+    for split, names in logged_per_epoch.items():
+        for name in names:
+            rows = list(csv.DictReader((plots / split / f"{name}.tsv").open(), delimiter="\t"))
+            assert [row["step"] for row in rows] == ["0", "1"], (split, name)
+    logged = json.loads((tmp_path / "training/metrics.json").read_text())
+    assert logged["eval"]["accuracy"] == history["val_accuracy"][-1]
+    assert logged["parameters"] == 16_010 and logged["step"] == 1
+    assert not (tmp_path / "dvc.yaml").exists() and not list(tmp_path.glob("training/*.yaml"))
 
 
 def test_summary_text_lists_layers():
