@@ -189,7 +189,7 @@ def metric_table(keys: list[tuple[str, str]], base: Results, head: Results, repr
     for file, key in keys:
         before, after = base.get(file, key), head.get(file, key)
         again = reproduced.get(file, key) if reproduced else None
-        name = f"`{key}` ({Path(file).name})"
+        name = f"`{key}` ({Path(file).relative_to(paths.REPORTS) if file.startswith(str(paths.REPORTS)) else file})"
         lines.append(
             f"| {name} | {_number(before)} | {_number(after)} | {_number(_change(before, after), True)} "
             f"| {_number(again)} |"
