@@ -89,13 +89,9 @@ def run_stage(main: Callable[[], None], *, runs_tensorflow: bool = False) -> Non
         sys.exit(1)
     except Interrupted as stop:
         _exit_interrupted(stage, stop.signum, "its outputs were left as they were")
-    except Exception as error:
+    except Exception:
         if _received:  # the signal's exception, turned into another one on its way out of TensorFlow
             _exit_interrupted(stage, _received[0], "its outputs were left as they were")
-        if out_of_space(error):  # outside staged outputs, which name the file themselves
-            where = getattr(error, "filename", None) or "."
-            print(f"error: {where}: no space left on device; outputs were left as they were", file=sys.stderr)
-            sys.exit(1)
         traceback.print_exc()
         print(
             f"error: stage {stage} failed on an unexpected error (above: a bug, not bad input);"

@@ -134,7 +134,7 @@ def main() -> None:
         tblog.write_images(log_dir, pngs)
         final = {"test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"], "val_accuracy": val_accuracy}
         tblog.write_hparams(log_dir, run_hparams(config), final)
-        params.check_unchanged(config, "evaluate", "runtime", "train", "preprocess")
+        params.check_unchanged(config, "evaluate")
     print(f"test accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}")
     print(f"evaluate: {time.perf_counter() - started:.1f}s")
 

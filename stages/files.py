@@ -83,11 +83,6 @@ def write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 @contextmanager
 def live_dir(path: Path) -> Iterator[Path]:
     """A folder written in place while the stage runs, for readers that watch it (DVCLive's metrics, read by

@@ -183,19 +183,26 @@ def load(path: Path = paths.PARAMS) -> Params:
     return parse_text(text, path)
 
 
-def check_unchanged(loaded: Params, *sections: str, path: Path = paths.PARAMS) -> None:
-    """Fail if the sections a stage ran with changed in params.yaml while it ran.
+def _leaves(values: object, prefix: str) -> dict[str, object]:
+    if not isinstance(values, dict):
+        return {prefix: values}
+    return {key: value for name, child in values.items() for key, value in _leaves(child, f"{prefix}.{name}").items()}
 
-    DVC reads params.yaml again after the stage to write dvc.lock: an edit made meanwhile would be
+
+def check_unchanged(loaded: Params, stage: str, path: Path = paths.PARAMS) -> None:
+    """Fail if a param `stage` declares in dvc.yaml changed in params.yaml while the stage ran.
+
+    DVC reads those params again after the stage to write dvc.lock: an edit made meanwhile would be
     recorded as the params of a result that was produced with the old ones.
     """
-    now = load(path)
-    for section in sections:
-        before, after = loaded.model_dump()[section], now.model_dump()[section]
-        changed = sorted(key for key in before if before[key] != after[key])
-        if changed:
-            key = changed[0]
-            raise StageError(
-                f"{path}: {section}.{key} changed from {before[key]!r} to {after[key]!r} while the stage ran;"
-                " dvc.lock would record the new value for a result made with the old one: run it again"
-            )
+    declared = read_yaml(paths.PIPELINE.read_text(), paths.PIPELINE)["stages"][stage]["params"]
+    before, now = loaded.model_dump(), load(path).model_dump()
+    for key in declared:
+        section = key.split(".")[0]
+        old, new = _leaves(before[section], section), _leaves(now[section], section)
+        for name in sorted(old):
+            if (name == key or name.startswith(f"{key}.")) and old[name] != new.get(name):
+                raise StageError(
+                    f"{path}: {name} changed from {old[name]!r} to {new.get(name)!r} while the stage ran;"
+                    " dvc.lock would record the new value for a result made with the old one: run it again"
+                )

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+PIPELINE = Path("dvc.yaml")
 PARAMS = Path("params.yaml")
 
 RAW_DIR = Path("data/raw")

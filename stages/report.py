@@ -360,7 +360,7 @@ def check_head(head: str, reproduce: bool) -> tuple[dict[str, list[str]], Result
         run(["git", "worktree", "add", "--detach", "--quiet", str(checkout), head])
         try:
             status = json.loads(dvc("status", "--json", cwd=checkout) or "{}")
-            stale = stale_stages(status, pipeline_outputs(checkout / "dvc.yaml"))
+            stale = stale_stages(status, pipeline_outputs(checkout / paths.PIPELINE))
             if not reproduce or stale:
                 return stale, None, None
             print(f"reproducing {head} in a fresh checkout: dvc repro", flush=True)

@@ -57,7 +57,7 @@ def main() -> None:
         live.make_summary()
         fingerprint = {"weights_sha256": training.weights_sha256(model), **runtime.facts(loaded.runtime)}
         out.file(paths.FINGERPRINT).write_text(json.dumps(fingerprint, indent=2) + "\n")
-        params.check_unchanged(loaded, "train", "runtime")
+        params.check_unchanged(loaded, "train")
     print(f"train: {train_seconds:.1f}s, validation accuracy {history['val_accuracy'][-1]:.4f}")
     print(f"train: {loaded.runtime.mode} mode, weights sha256 {fingerprint['weights_sha256']}")
 
