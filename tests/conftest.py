@@ -88,7 +88,9 @@ def tiny_dataset(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return folder, write_dataset(folder)
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder without logging each request (the base of every test server's handler)."""
+
     def log_message(self, *args):
         pass
 
@@ -98,7 +100,7 @@ def serve():
     """serve(folder, handler=None) -> base URL of an HTTP server on 127.0.0.1 for the test."""
     servers = []
 
-    def start(folder: Path, handler=_QuietHandler) -> str:
+    def start(folder: Path, handler=QuietHandler) -> str:
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)

@@ -1,5 +1,4 @@
 import gzip
-import http.server
 import re
 from pathlib import Path
 
@@ -7,6 +6,7 @@ import pytest
 
 from stages import download, params, paths
 from stages.errors import StageError
+from tests.conftest import QuietHandler
 
 NAMES = list(paths.RAW_FILES.values())
 
@@ -70,7 +70,7 @@ def test_every_source_failing_is_one_error_naming_file_and_sources(tiny_dataset,
     assert [p.name for p in dest.parent.iterdir()] == [name]  # no temp files left
 
 
-class FlakyHandler(http.server.SimpleHTTPRequestHandler):
+class FlakyHandler(QuietHandler):
     """Answers 503 to the first `failures` requests, then serves files."""
 
     failures = 2
@@ -82,9 +82,6 @@ class FlakyHandler(http.server.SimpleHTTPRequestHandler):
             self.send_error(503)
         else:
             super().do_GET()
-
-    def log_message(self, *args):
-        pass
 
 
 def test_transient_http_errors_are_retried(tiny_dataset, serve, tmp_path):
@@ -117,14 +114,11 @@ def test_https_source_refuses_redirect_to_http():
         handler.redirect_request(Request(), None, 302, "Found", {}, "http://example.org/file.gz")
 
 
-class RedirectsToFtp(http.server.SimpleHTTPRequestHandler):
+class RedirectsToFtp(QuietHandler):
     def do_GET(self):
         self.send_response(302)
         self.send_header("Location", f"ftp://127.0.0.1/{self.path.lstrip('/')}")
         self.end_headers()
-
-    def log_message(self, *args):
-        pass
 
 
 def test_http_source_refuses_redirect_to_another_scheme(tiny_dataset, serve, tmp_path):
@@ -138,7 +132,7 @@ def test_http_source_refuses_redirect_to_another_scheme(tiny_dataset, serve, tmp
     assert not (tmp_path / name).exists()
 
 
-class EndlessBody(http.server.SimpleHTTPRequestHandler):
+class EndlessBody(QuietHandler):
     """A bad mirror: bytes without end, with no Content-Length or with a huge one."""
 
     content_length: str | None = None
@@ -155,9 +149,6 @@ class EndlessBody(http.server.SimpleHTTPRequestHandler):
                 type(self).sent += 1 << 16
         except (BrokenPipeError, ConnectionResetError):
             pass
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.mark.parametrize(
@@ -200,15 +191,12 @@ def test_connection_refused_is_retried_then_reported(tiny_dataset, tmp_path):
         download.fetch_file(name, checksums[name], config([f"http://127.0.0.1:{port}/"], checksums), tmp_path / name)
 
 
-class StallingHandler(http.server.SimpleHTTPRequestHandler):
+class StallingHandler(QuietHandler):
     def do_GET(self):
         import time
 
         time.sleep(1.5)  # longer than the client's timeout; by then it has hung up
         self.close_connection = True
-
-    def log_message(self, *args):
-        pass
 
 
 def test_a_stalling_server_times_out(tiny_dataset, serve, tmp_path):
@@ -219,7 +207,7 @@ def test_a_stalling_server_times_out(tiny_dataset, serve, tmp_path):
         download.fetch_file(name, checksums[name], config([url], checksums, retries=1, timeout_s=0.3), tmp_path / name)
 
 
-class ClosesMidBodyOnce(http.server.SimpleHTTPRequestHandler):
+class ClosesMidBodyOnce(QuietHandler):
     """First request: announces the full length, sends half, hangs up. Later requests: served normally."""
 
     broken = 0
@@ -236,9 +224,6 @@ class ClosesMidBodyOnce(http.server.SimpleHTTPRequestHandler):
             self.close_connection = True
             return
         super().do_GET()
-
-    def log_message(self, *args):
-        pass
 
 
 def test_a_body_cut_short_is_retried(tiny_dataset, serve, tmp_path, capsys):

@@ -8,7 +8,6 @@
 """
 
 import hashlib
-import http.server
 import json
 import os
 import re
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import copy_project, project_env, write_dataset
+from tests.conftest import QuietHandler, copy_project, project_env, write_dataset
 
 STAGES = ["download", "preprocess", "train", "evaluate"]
 OUTPUT_DIRS = ("data", "models", "logs", "reports")
@@ -34,7 +33,7 @@ FIRST_TEMPORARY = {  # where each stage's first staged output appears: it is wri
 }
 
 
-class TricklingHandler(http.server.SimpleHTTPRequestHandler):
+class TricklingHandler(QuietHandler):
     """Serves files slowly (about 20 KB/s), so a download is still running when it is killed."""
 
     def do_GET(self):
@@ -48,9 +47,6 @@ class TricklingHandler(http.server.SimpleHTTPRequestHandler):
                 time.sleep(0.1)
         except (BrokenPipeError, ConnectionResetError):
             pass
-
-    def log_message(self, *args):
-        pass
 
 
 def new_repo(root: Path, name: str, source: str, checksums: dict) -> Path:

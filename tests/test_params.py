@@ -223,3 +223,16 @@ def test_a_stage_acts_on_exactly_the_values_dvc_records_in_dvc_lock(tmp_path):
     assert (acted_on["train"]["learning_rate"], acted_on["train"]["epochs"], acted_on["train"]["batch_size"]) == (
         0.002, 12, 128,
     )  # fmt: skip
+
+
+def test_a_stage_checks_exactly_the_params_dvc_yaml_gives_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)  # reads dvc.yaml and params.yaml there, writes nothing
+    loaded = params.load()
+    edited = tmp_path / "params.yaml"
+    edited.write_text(REPO_TEXT.replace("  val_fraction: 0.2", "  val_fraction: 0.3"))
+    for stage in ("preprocess", "evaluate"):  # evaluate declares preprocess.val_fraction
+        with pytest.raises(StageError, match=r"preprocess\.val_fraction changed from 0\.2 to 0\.3 while the stage ran"):
+            params.check_unchanged(loaded, stage, edited)
+    params.check_unchanged(loaded, "train", edited)  # train does not read it
+    edited.write_text(REPO_TEXT.replace("  seed: 42  # seeds the", "  seed: 43  # seeds the"))
+    params.check_unchanged(loaded, "evaluate", edited)  # nor does evaluate read preprocess.seed
