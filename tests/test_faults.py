@@ -212,7 +212,7 @@ def test_ctrl_c_mid_stage_stops_it_in_seconds_then_repro_completes(dataset, refe
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
     sent = time.monotonic()
     output = "".join(seen) + process.communicate(timeout=60)[0]
-    assert time.monotonic() - sent < 5, output
+    assert time.monotonic() - sent < 10, output
     assert process.returncode != 0, output
     assert f"error: {stage}: interrupted by SIGINT; its outputs were left as they were" in output, output
     assert "Traceback" not in output
@@ -239,7 +239,7 @@ def test_sigterm_mid_stage_leaves_the_previous_outputs_as_they_were(dataset, ref
     process.terminate()  # SIGTERM, as `kill`, `timeout` or a container stop sends it
     sent = time.monotonic()
     _, stderr = process.communicate(timeout=60)
-    assert time.monotonic() - sent < 5
+    assert time.monotonic() - sent < 10
     assert process.returncode == 128 + signal.SIGTERM
     last_line = stderr.strip().splitlines()[-1]
     assert last_line == f"error: {stage}: interrupted by SIGTERM; its outputs were left as they were"
