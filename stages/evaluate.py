@@ -3,8 +3,9 @@
 Writes reports/metrics.json (test accuracy, loss, per-class accuracy; tracked by `dvc metrics`)
 and the confusion matrix as a `dvc plots` CSV and a PNG. With evaluate.mirror_average, each
 prediction is the average over the image and its mirror image. TensorBoard gets logs/evaluate/:
-the confusion matrix, misclassified test images, and the run's hparams with validation and
-test accuracy for the HParams tab.
+the confusion matrix, misclassified test images, a precision-recall curve per class, the test
+set's embeddings for the Projector, and the run's hparams with validation and test accuracy for
+the HParams tab.
 """
 
 import csv
@@ -54,6 +55,13 @@ def predict(model, images: np.ndarray) -> np.ndarray:
     from stages.training import StopOnSignal  # (TensorFlow is loaded by now, with the model)
 
     return model.predict(images, batch_size=1024, verbose=0, callbacks=[StopOnSignal()])
+
+
+def embeddings(model, images: np.ndarray) -> np.ndarray:
+    """What the classifier layer sees for each image (the Projector's points): the model up to its last layer."""
+    import keras  # (loaded by now, with the model)
+
+    return predict(keras.Model(model.inputs, model.get_layer("classifier").input), images)
 
 
 def mirror(images: np.ndarray) -> np.ndarray:
@@ -132,6 +140,8 @@ def main() -> None:
         log_dir = out.folder(paths.EVAL_LOGS)
         pngs = {"confusion_matrix": confusion_png, "misclassified": misclassified_grid(x_test, y_test, predicted)}
         tblog.write_images(log_dir, pngs)
+        tblog.write_pr_curves(log_dir, y_test, probabilities)
+        tblog.write_projector(log_dir, embeddings(model, x_test), x_test, y_test, predicted)
         final = {"test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"], "val_accuracy": val_accuracy}
         tblog.write_hparams(log_dir, run_hparams(config), final)
         params.check_unchanged(config, "evaluate")

@@ -1,18 +1,35 @@
-"""TensorBoard summaries that Keras 3's TensorBoard callback does not write: graph, text, images, hparams."""
+"""TensorBoard summaries that Keras 3's TensorBoard callback does not write: graphs, text, images, hparams,
+PR curves and the embedding projector."""
 
+import io
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
+from PIL import Image
+from tensorboard.plugins import projector
 from tensorboard.plugins.hparams import api as hparams_api
+from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 
-from stages.dataset import class_names
+from stages.dataset import CLASS_NAMES, class_names
 from stages.figures import image_grid, png_bytes
 from stages.model import INPUT_SHAPE
 
+# The projector's files, relative to its run folder: TensorBoard refuses asset paths that resolve outside it.
+EMBEDDING_CHECKPOINT = "embedding.ckpt"
+EMBEDDING_TENSOR = "embedding/.ATTRIBUTES/VARIABLE_VALUE"  # tf.train.Checkpoint's name for the variable
+PROJECTOR_METADATA = "metadata.tsv"
+PROJECTOR_SPRITE = "sprite.png"
+
 
 def write_graph(model: keras.Model, run_dir: Path) -> None:
-    """The Graphs tab: trace the model's forward pass as a tf.function and log its graph."""
+    """The Graphs tab's op graph: the forward pass traced as a tf.function, one expandable group of ops per layer.
+
+    Keras 3's TensorBoard callback writes only the conceptual graph (tag `keras`: the model's config, which
+    TensorBoard draws layer by layer). It writes an op graph only when model.train_function is a tf.function, and
+    Keras 3 wraps it in a plain Python function.
+    """
     forward = tf.function(lambda pixels: model(pixels, training=False))
     graph = forward.get_concrete_function(tf.TensorSpec((None, *INPUT_SHAPE), tf.uint8)).graph
     with tf.summary.create_file_writer(str(run_dir)).as_default():
@@ -44,3 +61,52 @@ def write_model_overview(model: keras.Model, run_dir: Path, summary: str, images
     write_graph(model, run_dir)
     write_text(run_dir, "model_summary", summary)
     write_images(run_dir, {"sample_inputs": png_bytes(image_grid(images[:32], class_names(labels[:32])))})
+
+
+def write_pr_curves(run_dir: Path, labels: np.ndarray, probabilities: np.ndarray) -> None:
+    """The PR Curves tab: one precision-recall curve per class (that class against the rest), computed by
+    TensorBoard's own pr_curve summary and written through TF2's raw-protobuf summary writer."""
+    with tf.summary.create_file_writer(str(run_dir)).as_default():
+        for index, name in enumerate(CLASS_NAMES):
+            tag = f"{index}_{name.replace('/', '-')}"  # `/` would split the tag into groups; numbered in class order
+            summary = pr_curve_summary.pb(
+                tag, labels == index, probabilities[:, index].astype(np.float32), display_name=name
+            )
+            tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=0)
+
+
+def sprite_png(images: np.ndarray) -> bytes:
+    """Every image in one square grid, row by row, as the projector expects; dark on white like Zalando's photos
+    (the light-on-black originals look like black squares on the projector's white background)."""
+    count, height, width = images.shape[:3]
+    side = int(np.ceil(np.sqrt(count)))
+    grid = np.full((side * height, side * width), 255, dtype=np.uint8)
+    for index, image in enumerate(images):
+        row, column = divmod(index, side)
+        grid[row * height : (row + 1) * height, column * width : (column + 1) * width] = 255 - image.squeeze(-1)
+    buffer = io.BytesIO()
+    Image.fromarray(grid, mode="L").save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def write_projector(
+    run_dir: Path, embeddings: np.ndarray, images: np.ndarray, labels: np.ndarray, predicted: np.ndarray
+) -> None:
+    """The Projector tab: one point per image (its embedding), drawn as the image itself, with its class, the
+    predicted class and whether they agree as metadata to colour and search by."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # The checkpoint's state file names it relatively, so the folder can move (DVC's cache, stages.compare).
+    tf.train.Checkpoint(embedding=tf.Variable(embeddings)).save(str(run_dir / EMBEDDING_CHECKPOINT))
+    rows = ["label\tpredicted\tcorrect"] + [
+        f"{CLASS_NAMES[actual]}\t{CLASS_NAMES[guess]}\t{'yes' if actual == guess else 'no'}"
+        for actual, guess in zip(labels, predicted)
+    ]
+    (run_dir / PROJECTOR_METADATA).write_text("\n".join(rows) + "\n")
+    (run_dir / PROJECTOR_SPRITE).write_bytes(sprite_png(images))
+    config = projector.ProjectorConfig()
+    embedding = config.embeddings.add()
+    embedding.tensor_name = EMBEDDING_TENSOR
+    embedding.metadata_path = PROJECTOR_METADATA
+    embedding.sprite.image_path = PROJECTOR_SPRITE
+    embedding.sprite.single_image_dim.extend(images.shape[1:3])
+    projector.visualize_embeddings(str(run_dir), config)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from stages import dataset, distribute, params, paths, runtime
-from stages.errors import run_stage
+from stages.errors import raise_if_stopped, run_stage
 from stages.files import staged_outputs
 
 
@@ -48,6 +48,7 @@ def main() -> None:
         log_dir = out.folder(paths.FIT_LOGS)
         live = training.live_logger(out.live_folder(paths.TRAINING), model)
         tblog.write_model_overview(model, log_dir / "train", summary, *train)
+        raise_if_stopped()  # tracing the graph takes seconds: stop before the first epoch's first step
         history = training.fit(model, config, train, val, log_dir, strategy, live)
         train_seconds = time.perf_counter() - started
         training.check_finite(model, config)

@@ -1,17 +1,27 @@
-"""TensorBoard shows everything for a run: read back with TensorBoard's own reader and served over HTTP."""
+"""TensorBoard shows everything for a run: read back with TensorBoard's own reader, served over HTTP, and looked at
+in headless Chromium as a person would."""
 
+import io
 import json
+import os
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tensorflow as tf
+from google.protobuf import text_format
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.graph import keras_util
+from tensorboard.plugins.projector import projector_config_pb2
 
-from stages import params
+from stages import dataset, params, tblog
 from stages.model import build_model
+from tests import tensorboard_pages
 from tests.conftest import REPO, free_port, project_on_tiny_data, run_every_stage
 
 EPOCHS = 2
@@ -55,6 +65,12 @@ def test_histograms_of_every_weight_every_epoch(logs):
 def test_graph_text_and_sample_images(logs):
     train = load(logs / "fit" / "train")
     assert "Conv2D" in str(train.Graph())
+    # The conceptual graph: the Keras config that TensorBoard's Graphs plugin draws layer by layer.
+    assert steps(train, "keras", "graph_keras_model") == [0]
+    config = json.loads(train.Tensors("keras")[0].tensor_proto.string_val[0])
+    drawn = [node.name for node in keras_util.keras_model_to_graph_def(config).node]
+    layers = [layer.name for layer in build_model("conv2_bn", 0.1).layers]
+    assert drawn == [f"conv2_bn/{name}" for name in ["pixels", *layers]]
     assert steps(train, "model_summary", "text") == [0]
     assert "(Conv2D)" in train.Tensors("model_summary")[0].tensor_proto.string_val[0].decode()
     assert steps(train, "sample_inputs", "images") == [0]
@@ -67,6 +83,61 @@ def test_evaluation_images_and_hparams(logs):
     for tag in ("test_accuracy", "test_loss", "val_accuracy"):
         assert steps(evaluation, tag, "scalars") == [0]
     assert "_hparams_/session_start_info" in evaluation.Tags()["tensors"]
+
+
+def test_one_precision_recall_curve_per_class_on_the_test_set(logs):
+    evaluation = load(logs / "evaluate")
+    tags = [tag for tag in evaluation.Tags()["tensors"] if tag.endswith("/pr_curves")]
+    classes = enumerate(dataset.CLASS_NAMES)
+    assert sorted(tags) == sorted(f"{index}_{name.replace('/', '-')}/pr_curves" for index, name in classes)
+    for tag in tags:
+        assert steps(evaluation, tag, "pr_curves") == [0]
+        counts = tf.make_ndarray(evaluation.Tensors(tag)[0].tensor_proto)
+        assert counts.shape == (6, 201)  # TP, FP, TN, FN, precision, recall at 201 thresholds
+        assert counts[0, 0] + counts[1, 0] == 50  # at threshold 0 every test image counts as positive
+
+
+def test_pr_curves_are_the_classes_own(tmp_path):
+    """A classifier that is right with certainty on class 0 and unsure elsewhere: class 0's curve is perfect."""
+    labels = np.array([0, 0, 1, 2, 3, 3])
+    probabilities = np.full((6, 10), 0.1, dtype=np.float32)
+    probabilities[:, 0] = [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    tblog.write_pr_curves(tmp_path, labels, probabilities)
+    run = load(tmp_path)
+    true_positives, false_positives, _, false_negatives, precision, recall = tf.make_ndarray(
+        run.Tensors("0_T-shirt-top/pr_curves")[0].tensor_proto
+    )
+    assert true_positives[100] == 2 and false_positives[100] == 0 and false_negatives[100] == 0  # threshold 0.5
+    assert precision[100] == recall[100] == 1
+    assert tf.make_ndarray(run.Tensors("3_Dress/pr_curves")[0].tensor_proto)[0, 0] == 2  # 2 dresses in all
+
+
+def test_projector_holds_the_test_set_embeddings_images_and_labels(logs):
+    run_dir = logs / "evaluate"
+    config = text_format.Parse((run_dir / "projector_config.pbtxt").read_text(), projector_config_pb2.ProjectorConfig())
+    (embedding,) = config.embeddings
+    # TensorBoard refuses asset paths outside the config's folder, and the folder moves (DVC's cache): relative.
+    assert not config.model_checkpoint_path
+    assert embedding.metadata_path == "metadata.tsv" and embedding.sprite.image_path == "sprite.png"
+    vectors = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run_dir))).get_tensor(embedding.tensor_name)
+    assert vectors.shape == (50, 256)  # every test image, the dense layer's 256 outputs
+    assert "/" not in (run_dir / "checkpoint").read_text().split('"')[1]  # the checkpoint is named relatively
+    rows = [line.split("\t") for line in (run_dir / "metadata.tsv").read_text().splitlines()]
+    assert rows[0] == ["label", "predicted", "correct"] and len(rows) == 51
+    test_labels = np.load(logs.parent / "data" / "prepared" / "test.npz")["y"]
+    assert [row[0] for row in rows[1:]] == [dataset.CLASS_NAMES[label] for label in test_labels]
+    assert all(row[2] == ("yes" if row[0] == row[1] else "no") for row in rows[1:])
+    assert list(embedding.sprite.single_image_dim) == [28, 28]
+    assert Image.open(run_dir / "sprite.png").size == (8 * 28, 8 * 28)  # 50 images in an 8 x 8 grid
+
+
+def test_sprite_lays_images_out_row_by_row_dark_on_white():
+    images = np.zeros((5, 28, 28, 1), dtype=np.uint8)
+    images[3] = 200  # the 4th image: row 1, column 1 of a 3 x 3 grid
+    sprite = np.asarray(Image.open(io.BytesIO(tblog.sprite_png(images))))
+    assert sprite.shape == (84, 84)
+    assert (sprite[28:56, 0:28] == 55).all() and (sprite[0:28, 0:28] == 255).all()
+    assert (sprite[56:, 56:] == 255).all()  # cells past the last image stay white
 
 
 def test_tensorboard_serves_the_runs_and_plugins(logs):
@@ -98,7 +169,10 @@ def test_tensorboard_serves_the_runs_and_plugins(logs):
             time.sleep(0.5)
         assert {"fit/train", "fit/validation", "evaluate"} <= set(runs)
         active = {name for name, plugin in get("/data/plugins_listing").items() if plugin["enabled"]}
-        assert {"scalars", "histograms", "distributions", "graphs", "images", "text", "hparams"} <= active
+        assert {
+            "scalars", "histograms", "distributions", "graphs", "images", "text", "hparams", "pr_curves"
+        } <= active  # fmt: skip
+        assert get("/data/plugin/projector/runs") == ["evaluate"]  # (it reports itself active only once asked)
         assert "epoch_accuracy" in get("/data/plugin/scalars/tags")["fit/validation"]
         experiment = get("/data/plugin/hparams/experiment", json.dumps({"experimentName": ""}).encode())
         assert {h["name"] for h in experiment["hparamInfos"]} >= {"model", "epochs", "learning_rate", "val_fraction"}
@@ -106,3 +180,18 @@ def test_tensorboard_serves_the_runs_and_plugins(logs):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.mark.skipif(
+    not tensorboard_pages.CHROMIUM and not os.environ.get("CI"), reason="needs Debian's chromium (.ci/run installs it)"
+)
+def test_every_dashboard_shows_the_run_in_a_browser(logs):
+    """Each dashboard the README lists, opened in headless Chromium: its data on screen, not only in the HTTP API."""
+    started = time.monotonic()
+    with tensorboard_pages.serving(logs, free_port()) as url:
+        seen = tensorboard_pages.check_dashboards(url)
+    assert set(seen) == {
+        "scalars", "histograms", "distributions", "images", "text", "hparams", "graphs", "pr_curves", "projector"
+    }  # fmt: skip
+    assert seen["projector"].startswith("Points: 50,")
+    assert time.monotonic() - started < 60

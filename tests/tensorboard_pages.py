@@ -1,0 +1,212 @@
+"""TensorBoard as a person sees it: each dashboard the README lists, opened in headless Chromium, must show the run's
+data. Playwright drives Debian's `chromium` (no browser download); its locators see inside TensorBoard's shadow DOM.
+
+Used by tests/test_tensorboard.py, and takes the README's screenshots from a real run's logs:
+
+    python -m tests.tensorboard_pages logs --screenshots docs
+"""
+
+import argparse
+import contextlib
+import io
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from playwright.sync_api import FrameLocator, Page, expect, sync_playwright
+
+CHROMIUM = shutil.which("chromium")
+VIEWPORT = {"width": 1600, "height": 1000}
+TIMEOUT_MS = 20_000  # per check: dashboards load their data after the page
+
+
+def tensorboard_command(logdir: Path, port: int) -> list[str]:
+    tensorboard = Path(sys.executable).parent / "tensorboard"
+    return [str(tensorboard), "--logdir", str(logdir), "--port", str(port), "--host", "127.0.0.1"]
+
+
+@contextlib.contextmanager
+def serving(logdir: Path, port: int) -> Iterator[str]:
+    """TensorBoard on logdir, once it answers; its URL."""
+    server = subprocess.Popen(tensorboard_command(logdir, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/data/runs", timeout=5):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"tensorboard on {logdir} did not start") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def browser_page() -> Iterator[Page]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.set_default_timeout(TIMEOUT_MS)
+            yield page
+        finally:
+            browser.close()
+
+
+def visible_text(page: Page | FrameLocator, text: str, selector: str | None = None):
+    """The first visible element (of selector's, if given) that shows text, once there (fails after TIMEOUT_MS).
+
+    Visible matters: TensorBoard keeps dashboards visited before in the page, hidden."""
+    candidates = page.locator(selector, has_text=text) if selector else page.get_by_text(text)
+    found = candidates.filter(visible=True).first
+    expect(found).to_be_visible()
+    return found
+
+
+def image_loaded(page: Page, selector: str) -> None:
+    """An <img> that the browser fetched and decoded (naturalWidth > 0), not a broken image."""
+    image = page.locator(selector).filter(visible=True).first
+    expect(image).to_be_visible()
+    page.wait_for_function("image => image.complete && image.naturalWidth > 0", arg=image.element_handle())
+
+
+def gray_pixels(page: Page | FrameLocator, selector: str) -> int:
+    """How many pixels of a screenshot of the element are gray and not white: drawn images (the projector's
+    sprites), not the coloured axes or the white background."""
+    png = page.locator(selector).filter(visible=True).first.screenshot()
+    shot = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    gray = (shot.max(axis=-1) - shot.min(axis=-1) < 8) & (shot.min(axis=-1) < 200)
+    return int(gray.sum())
+
+
+# Each dashboard's check: what a person looks for, read from the page (text inside the shadow DOM, loaded images,
+# pixels drawn on a canvas). Each returns what it saw, for the test's message.
+
+
+def check_scalars(page: Page) -> str:
+    visible_text(page, "epoch_accuracy")
+    visible_text(page, "epoch_images_per_second")
+    return "epoch_accuracy and epoch_images_per_second cards"
+
+
+def check_histograms(page: Page) -> str:
+    visible_text(page, "bn_1/gamma/histogram")
+    return "bn_1/gamma/histogram"
+
+
+def check_distributions(page: Page) -> str:
+    visible_text(page, "bn_1/beta/histogram")
+    return "bn_1/beta/histogram"
+
+
+def check_images(page: Page) -> str:
+    visible_text(page, "sample_inputs")
+    visible_text(page, "confusion_matrix")
+    image_loaded(page, "img")
+    return "sample_inputs and confusion_matrix, images decoded"
+
+
+def check_text(page: Page) -> str:
+    visible_text(page, "(Conv2D)")
+    return "the model summary"
+
+
+def check_hparams(page: Page) -> str:
+    visible_text(page, "learning_rate")
+    visible_text(page, "test_accuracy")
+    return "learning_rate and test_accuracy columns"
+
+
+def graph_node(page: Page, name: str):
+    """The visible graph node labelled exactly name (a label's text holds its name twice: <title> and text)."""
+    label = page.locator("svg text.nodelabel").filter(has_text=re.compile(rf"^(?:{re.escape(name)})+$"))
+    found = label.filter(visible=True).first
+    expect(found).to_be_visible()
+    return found
+
+
+def check_graphs(page: Page) -> str:
+    """The op graph (the model as one expandable group of ops), then the conceptual graph expanded to its layers."""
+    graph_node(page, "pixels")
+    op_graph_model = page.locator("svg text.nodelabel", has_text="conv2_bn").filter(visible=True)
+    expect(op_graph_model).to_have_count(1)  # named conv2_bn_1 (TensorFlow's name scope for the traced call)
+    page.locator("paper-dropdown-menu").filter(visible=True).nth(1).click()  # Tag: Default (ops) or keras
+    visible_text(page, "keras", "paper-item").click()
+    visible_text(page, "Conceptual graph", "paper-radio-button").click()
+    graph_node(page, "conv2_bn").dblclick(force=True)  # expand; the node's shape over the label takes clicks
+    for layer in ("conv_1", "pool_1", "bn_1", "relu_1", "conv_2", "flatten", "dense", "classifier"):
+        graph_node(page, layer)
+    return "op graph, and the conceptual graph's layers conv_1 ... classifier"
+
+
+def check_pr_curves(page: Page) -> str:
+    visible_text(page, "T-shirt/top")  # the first chart's title: the class's own name
+    groups = page.get_by_text(re.compile(r"^\d_\S[^/]*$")).filter(visible=True)  # 0_T-shirt-top ... 9_Ankle boot
+    expect(groups).to_have_count(10)
+    return "a precision-recall chart per class, 0_T-shirt-top ... 9_Ankle boot"
+
+
+def check_projector(page: Page) -> str:
+    """The test set's points, drawn as their images: the projector (an iframe in an iframe) fetches the sprite."""
+    with page.expect_response(lambda response: "/sprite_image?" in response.url) as sprite:
+        page.reload()  # to catch the sprite's request from the start
+    assert sprite.value.ok and sprite.value.headers["content-type"] == "image/png", sprite.value
+    projector = page.frame_locator('iframe[src*="name=projector"]').frame_locator('iframe[src*="projector_binary"]')
+    visible_text(projector, "Dimension: 256")  # the dense layer's 256 outputs
+    points = visible_text(projector, "Points:").inner_text().strip()
+    page.wait_for_timeout(1000)  # the sprites are drawn after the points
+    drawn = gray_pixels(projector, "#scatter")
+    assert drawn > 100, f"the projector's scatter plot shows no images ({drawn} gray pixels)"
+    return f"{points}, the sprite fetched, {drawn} gray pixels drawn"
+
+
+DASHBOARDS: dict[str, Callable[[Page], str]] = {
+    "scalars": check_scalars,
+    "histograms": check_histograms,
+    "distributions": check_distributions,
+    "images": check_images,
+    "text": check_text,
+    "hparams": check_hparams,
+    "graphs": check_graphs,
+    "pr_curves": check_pr_curves,
+    "projector": check_projector,
+}
+
+
+def check_dashboards(url: str, screenshots: Path | None = None) -> dict[str, str]:
+    """Open each dashboard, check it shows the run's data; save a PNG of each into screenshots if given."""
+    seen = {}
+    with browser_page() as page:
+        for name, check in DASHBOARDS.items():
+            page.goto(f"{url}/#{name}")
+            seen[name] = check(page)
+            if screenshots is not None:
+                page.screenshot(path=screenshots / f"tensorboard-{name.replace('_', '-')}.png")
+    return seen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("logdir", type=Path)
+    parser.add_argument("--screenshots", type=Path, help="folder for one PNG per dashboard")
+    parser.add_argument("--port", type=int, default=6016)
+    args = parser.parse_args()
+    with serving(args.logdir, args.port) as url:
+        for name, seen in check_dashboards(url, args.screenshots).items():
+            print(f"{name}: {seen}")
+
+
+if __name__ == "__main__":
+    main()
