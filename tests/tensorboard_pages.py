@@ -82,33 +82,56 @@ def image_loaded(page: Page, selector: str) -> None:
     page.wait_for_function("image => image.complete && image.naturalWidth > 0", arg=image.element_handle())
 
 
-def gray_pixels(page: Page | FrameLocator, selector: str) -> int:
-    """How many pixels of a screenshot of the element are gray and not white: drawn images (the projector's
-    sprites), not the coloured axes or the white background."""
-    png = page.locator(selector).filter(visible=True).first.screenshot()
-    shot = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
-    gray = (shot.max(axis=-1) - shot.min(axis=-1) < 8) & (shot.min(axis=-1) < 200)
-    return int(gray.sum())
+def coloured(shot: np.ndarray) -> np.ndarray:
+    """Pixels in colour: TensorBoard draws runs' lines and histograms in colour, its frames and text in gray."""
+    return shot.max(axis=-1) - shot.min(axis=-1) > 60
+
+
+def gray(shot: np.ndarray) -> np.ndarray:
+    """Gray pixels short of white: the projector's sprites, not its coloured axes or white background."""
+    return (shot.max(axis=-1) - shot.min(axis=-1) < 8) & (shot.min(axis=-1) < 200)
+
+
+def drawn_pixels(
+    page: Page | FrameLocator, selector: str, kind: Callable[[np.ndarray], np.ndarray], minimum: int
+) -> int:
+    """How many pixels of the first visible element's screenshot are of kind, once at least minimum are: charts
+    draw after their data loads. Fails after TIMEOUT_MS with how many there were."""
+    element = page.locator(selector).filter(visible=True).first
+    expect(element).to_be_visible()
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while True:
+        shot = np.asarray(Image.open(io.BytesIO(element.screenshot())).convert("RGB")).astype(int)
+        count = int(kind(shot).sum())
+        if count >= minimum:
+            return count
+        assert time.monotonic() < deadline, f"{selector}: nothing drawn ({count} {kind.__name__} pixels)"
+        time.sleep(0.25)
 
 
 # Each dashboard's check: what a person looks for, read from the page (text inside the shadow DOM, loaded images,
-# pixels drawn on a canvas). Each returns what it saw, for the test's message.
+# pixels drawn by a chart). Each returns what it saw, for the test's message.
+
+CHART = 200  # coloured pixels that make a drawn line or histogram (a run's colour chip alone is not in the chart)
 
 
 def check_scalars(page: Page) -> str:
     visible_text(page, "epoch_accuracy")
     visible_text(page, "epoch_images_per_second")
-    return "epoch_accuracy and epoch_images_per_second cards"
+    drawn = drawn_pixels(page, "tf-scalar-card vz-line-chart2", coloured, CHART)
+    return f"epoch_accuracy and epoch_images_per_second cards, {drawn} coloured pixels in the first chart"
 
 
 def check_histograms(page: Page) -> str:
     visible_text(page, "bn_1/gamma/histogram")
-    return "bn_1/gamma/histogram"
+    drawn = drawn_pixels(page, "vz-histogram-timeseries", coloured, CHART)
+    return f"bn_1/gamma/histogram, {drawn} coloured pixels in the first chart"
 
 
 def check_distributions(page: Page) -> str:
     visible_text(page, "bn_1/beta/histogram")
-    return "bn_1/beta/histogram"
+    drawn = drawn_pixels(page, "vz-distribution-chart", coloured, CHART)
+    return f"bn_1/beta/histogram, {drawn} coloured pixels in the first chart"
 
 
 def check_images(page: Page) -> str:
@@ -126,7 +149,8 @@ def check_text(page: Page) -> str:
 def check_hparams(page: Page) -> str:
     visible_text(page, "learning_rate")
     visible_text(page, "test_accuracy")
-    return "learning_rate and test_accuracy columns"
+    visible_text(page, "flip", "tf-hparams-table-view")  # the run's row: train.augment's value
+    return "learning_rate and test_accuracy columns, the run's row"
 
 
 def graph_node(page: Page, name: str):
@@ -155,7 +179,8 @@ def check_pr_curves(page: Page) -> str:
     visible_text(page, "T-shirt/top")  # the first chart's title: the class's own name
     groups = page.get_by_text(re.compile(r"^\d_\S[^/]*$")).filter(visible=True)  # 0_T-shirt-top ... 9_Ankle boot
     expect(groups).to_have_count(10)
-    return "a precision-recall chart per class, 0_T-shirt-top ... 9_Ankle boot"
+    drawn = drawn_pixels(page, "tf-pr-curve-card vz-line-chart2", coloured, CHART)
+    return f"a precision-recall chart per class, 0_T-shirt-top ... 9_Ankle boot; {drawn} coloured pixels in the first"
 
 
 def check_projector(page: Page) -> str:
@@ -167,8 +192,7 @@ def check_projector(page: Page) -> str:
     visible_text(projector, "Dimension: 256")  # the dense layer's 256 outputs
     points = visible_text(projector, "Points:").inner_text().strip()
     page.wait_for_timeout(1000)  # the sprites are drawn after the points
-    drawn = gray_pixels(projector, "#scatter")
-    assert drawn > 100, f"the projector's scatter plot shows no images ({drawn} gray pixels)"
+    drawn = drawn_pixels(projector, "#scatter", gray, 100)
     return f"{points}, the sprite fetched, {drawn} gray pixels drawn"
 
 
