@@ -74,6 +74,9 @@ def start_repro(project: Path) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        # Ctrl-C must reach it as in a terminal, also when pytest itself runs in the background (`pytest &`),
+        # where the shell starts it with SIGINT ignored and every child would inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
