@@ -88,6 +88,7 @@ class TrainParams(Section):
     dropout: float = Field(ge=0, lt=1)
     label_smoothing: float = Field(ge=0, lt=1)
     augment: Augment
+    max_shift: int = Field(ge=0, le=14)
     seed: Seed
     histogram_freq: int = Field(ge=0)
     distribute: Distribute

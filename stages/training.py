@@ -149,7 +149,8 @@ def targets(labels: np.ndarray, config: params.TrainParams) -> np.ndarray:
 
 
 def batches(config: params.TrainParams, images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
-    """Training batches in a fresh seeded order each epoch; with `augment: flip`, half the images mirrored.
+    """Training batches in a fresh seeded order each epoch; with `augment: flip`, half the images mirrored; with
+    `max_shift: N`, each image moved by up to N pixels each way.
 
     The flip is Keras' RandomFlip layer run in the input pipeline rather than in the model: it applies
     to training only by construction, stays out of the saved model, and costs almost nothing there.
@@ -161,6 +162,12 @@ def batches(config: params.TrainParams, images: np.ndarray, labels: np.ndarray) 
     if config.augment == "flip":
         flip = keras.layers.RandomFlip("horizontal", seed=config.seed)
         dataset = dataset.map(lambda x, y: (tf.cast(flip(x, training=True), x.dtype), y))
+    if config.max_shift:  # whole pixels (nearest), each image its own shift, the border filled with black
+        factor = config.max_shift / images.shape[1]
+        shift = keras.layers.RandomTranslation(
+            factor, factor, fill_mode="constant", interpolation="nearest", seed=config.seed + 1
+        )
+        dataset = dataset.map(lambda x, y: (tf.cast(shift(x, training=True), x.dtype), y))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

@@ -23,6 +23,7 @@ ARTICLE_RUN = {
     "dropout": 0.25,
     "label_smoothing": 0.0,
     "augment": "none",
+    "max_shift": 0,
 }
 
 DEBIAN_COPY = Path("/usr/share/datasets/fashion-mnist")

@@ -22,6 +22,7 @@ def tiny_config(**overrides) -> params.TrainParams:
         "lr_schedule": "constant",
         "label_smoothing": 0.0,
         "augment": "none",
+        "max_shift": 0,
         "dropout": 0.25,
         "seed": 42,
         "histogram_freq": 1,
@@ -77,6 +78,30 @@ def test_batches_cover_every_image_once_flipping_about_half_with_flip(data, augm
     for (image, label), was_flipped in zip(seen, flipped):
         assert (mirrored if was_flipped else as_is)[image.tobytes()] == label
     assert 0.3 < np.mean(flipped) < 0.7 if augment == "flip" else not any(flipped)
+
+
+def moved(image: np.ndarray, down: int, right: int) -> np.ndarray:
+    """image moved down and right by whole pixels (negative: up, left), the uncovered border black."""
+    height, width = image.shape[:2]
+    out = np.zeros_like(image)
+    out[max(down, 0) : height + min(down, 0), max(right, 0) : width + min(right, 0)] = image[
+        max(-down, 0) : height - max(down, 0), max(-right, 0) : width - max(right, 0)
+    ]
+    return out
+
+
+def test_max_shift_moves_each_image_by_whole_pixels_within_the_limit_the_same_way_each_run(data):
+    (x, y), _ = data
+    shifts = [(down, right) for down in range(-2, 3) for right in range(-2, 3)]
+    sources = {moved(image, *shift).tobytes(): (index, shift) for index, image in enumerate(x) for shift in shifts}
+    config = tiny_config(max_shift=2)
+    seen = np.concatenate([images.numpy() for images, _ in training.batches(config, x, y)])
+    found = [sources.get(image.tobytes()) for image in seen]
+    assert None not in found  # every image is one of its source's 25 shifts by up to 2 pixels
+    assert sorted(index for index, _ in found) == list(range(len(x)))  # each source once
+    assert len({shift for _, shift in found}) > 15  # each image its own shift, not one per batch
+    again = np.concatenate([images.numpy() for images, _ in training.batches(config, x, y)])
+    assert np.array_equal(seen, again)
 
 
 def test_different_seed_gives_different_weights(data):

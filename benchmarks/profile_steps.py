@@ -1,0 +1,83 @@
+"""Where a training step's time goes, and how far it is from the CPU's peak, in the pipeline's own runtime mode.
+
+    python -m benchmarks.profile_steps [--steps 50]
+
+On the prepared training split with params' `train` and `runtime` sections (exact mode by default): a few warm-up
+steps, then `--steps` timed steps (images/s, the model's FLOP/s against a float32 matmul measured in the same
+process and mode), then `--steps` steps under TensorFlow's profiler. Prints each op type's time summed over all
+threads (with 2 threads the sum can exceed the wall time) and its share. The profile's XPlane is read with
+TensorFlow's own protobuf (no profiler plugin needed).
+"""
+
+import argparse
+import collections
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import prepared
+from stages import params, runtime
+
+
+def op_times(profile_dir: Path) -> collections.Counter:
+    """Seconds per op type over every thread of the host plane (kernel events are named `scope/name:Type`)."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    totals: collections.Counter = collections.Counter()
+    for path in profile_dir.rglob("*.xplane.pb"):
+        space = xplane_pb2.XSpace.FromString(path.read_bytes())
+        for plane in space.planes:
+            if plane.name != "/host:CPU":
+                continue
+            for line in plane.lines:
+                for event in line.events:
+                    name = plane.event_metadata[event.metadata_id].name
+                    if ":" in name and " " not in name:
+                        totals[name.rsplit(":", 1)[1]] += event.duration_ps / 1e12
+    return totals
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--top", type=int, default=15)
+    args = parser.parse_args()
+    loaded = params.load()
+    runtime.pin(loaded.runtime)
+    import tensorflow as tf
+
+    from benchmarks.train_speed import matmul_peak_gflops, training_flops_per_image
+    from stages import training
+
+    runtime.configure_tensorflow(loaded.runtime)
+    config = loaded.train
+    train, _ = prepared()
+    model = training.compile_model(config, len(train[0]))
+    batches = training.batches(config, *train).repeat()
+    model.fit(batches, steps_per_epoch=10, epochs=1, verbose=0)  # trace and warm up
+    started = time.perf_counter()
+    model.fit(batches, steps_per_epoch=args.steps, epochs=1, verbose=0)
+    speed = args.steps * config.batch_size / (time.perf_counter() - started)
+    flops = training_flops_per_image(model)
+    peak = matmul_peak_gflops()
+    with tempfile.TemporaryDirectory() as profile_dir:
+        tf.profiler.experimental.start(profile_dir)
+        started = time.perf_counter()
+        model.fit(batches, steps_per_epoch=args.steps, epochs=1, verbose=0)
+        wall = time.perf_counter() - started
+        tf.profiler.experimental.stop()
+        totals = op_times(Path(profile_dir))
+    total = sum(totals.values())
+    per_step = wall / args.steps
+    print(f"{config.model}, batch {config.batch_size}, {loaded.runtime.mode} mode, {args.steps} steps:")
+    print(f"  {speed:.0f} images/s x {flops / 1e6:.1f} MFLOP per training image = {speed * flops / 1e9:.1f} GFLOP/s")
+    print(f"  float32 matmul peak in this mode: {peak:.1f} GFLOP/s -> {100 * speed * flops / 1e9 / peak:.0f}% of it")
+    print(f"profiled: {1000 * per_step:.1f} ms per step wall ({config.batch_size / per_step:.0f} images/s)")
+    print(f"  op time over all threads: {1000 * total / args.steps:.1f} ms per step")
+    print(f"  {'op type':<28} {'ms/step':>8} {'share':>6}")
+    for op, seconds in totals.most_common(args.top):
+        print(f"  {op:<28} {1000 * seconds / args.steps:8.2f} {100 * seconds / total:5.1f}%")
+
+
+if __name__ == "__main__":
+    main()
