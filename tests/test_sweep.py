@@ -1,0 +1,84 @@
+"""A sweep fanned out over two machines: two clones ("runners", separate processes) each run one experiment and
+`dvc exp push` it to a shared Git remote and DVC remote; a third clone pulls both and compares them."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stages import sweep
+from stages.errors import StageError
+from tests.conftest import copy_project, project_env, write_dataset
+
+SWEEP = "train.learning_rate=0.001,0.003"
+
+
+def run(cwd: Path, *args: str) -> str:
+    result = subprocess.run(args, cwd=cwd, env=project_env(), capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def test_the_grid_is_dvcs_own():
+    assert sweep.grid("train.learning_rate=0.001,0.002 train.dropout=0.1,0.2") == [
+        ["train.learning_rate=0.001", "train.dropout=0.1"],
+        ["train.learning_rate=0.001", "train.dropout=0.2"],
+        ["train.learning_rate=0.002", "train.dropout=0.1"],
+        ["train.learning_rate=0.002", "train.dropout=0.2"],
+    ]
+    assert sweep.grid("train.epochs=range(1,4)") == [[f"train.epochs={n}"] for n in (1, 2, 3)]
+    assert sweep.matrix("train.seed=1,2") == {
+        "include": [{"index": 0, "params": "train.seed=1"}, {"index": 1, "params": "train.seed=2"}]
+    }
+    with pytest.raises(StageError, match="expected KEY=VALUES"):
+        sweep.grid("train.seed")
+
+
+def test_two_runners_push_their_experiments_and_a_third_clone_sees_both(tmp_path):
+    checksums = write_dataset(tmp_path / "mirror")
+    project = copy_project(
+        tmp_path / "project",
+        download={"sources": [str(tmp_path / "mirror")], "sha256": checksums},
+        train={"epochs": 1},
+    )
+    run(project, "git", "init", "-q", "-b", "main")
+    run(project, "dvc", "init", "-q")
+    run(project, "dvc", "remote", "add", "-d", "shared", str(tmp_path / "dvc-remote"))
+    run(project, "dvc", "repro")
+    run(project, "git", "add", "-A")
+    run(project, "git", "commit", "-qm", "baseline")
+    run(project, "dvc", "push")
+    run(tmp_path, "git", "init", "-q", "--bare", "-b", "main", "origin.git")
+    run(project, "git", "push", "-q", str(tmp_path / "origin.git"), "main")
+
+    runners = []
+    for index in (0, 1):
+        run(tmp_path, "git", "clone", "-q", str(tmp_path / "origin.git"), f"runner-{index}")
+        runners.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "stages.sweep", "run", SWEEP, str(index)],
+                cwd=tmp_path / f"runner-{index}", env=project_env(), stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True,
+            )
+        )  # fmt: skip
+    for index, runner in enumerate(runners):
+        output = runner.communicate(timeout=600)[0]
+        assert runner.returncode == 0, output
+        assert f"sweep: pushed experiment sweep-{index}" in output
+        assert "Running stage 'download'" not in output and "Running stage 'train'" in output  # upstream pulled
+
+    run(tmp_path, "git", "clone", "-q", str(tmp_path / "origin.git"), "reviewer")
+    reviewer = tmp_path / "reviewer"
+    table = run(reviewer, sys.executable, "-m", "stages.sweep", "show", "--prefix", "sweep-")
+    lines = table.splitlines()
+    assert lines[0] == "| experiment | test accuracy | single view | test loss | train.learning_rate |"
+    assert sorted(line.split(" | ")[0].removeprefix("| ") for line in lines[2:]) == ["sweep-0", "sweep-1"]
+    assert {line.split(" | ")[-1].rstrip(" |") for line in lines[2:]} == {"0.001", "0.003"}
+    accuracies = [float(line.split(" | ")[1]) for line in lines[2:]]
+    assert accuracies == sorted(accuracies, reverse=True)  # best first
+    shown = json.loads(run(reviewer, "dvc", "exp", "show", "--json"))
+    experiments = {exp["name"] for baseline in shown for group in baseline.get("experiments") or [] for exp in
+                   group["revs"]}  # fmt: skip
+    assert experiments == {"sweep-0", "sweep-1"}
