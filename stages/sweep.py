@@ -17,6 +17,7 @@ import shlex
 import subprocess
 
 from stages.errors import StageError, run_stage
+from stages.report import dvc
 
 METRICS = "reports/metrics.json"  # evaluate's test metrics
 
@@ -40,13 +41,6 @@ def grid(sweep: str) -> list[list[str]]:
 def matrix(sweep: str) -> dict:
     """A GitHub Actions job matrix: one entry per experiment, named by its index (the job passes it back)."""
     return {"include": [{"index": index, "params": " ".join(point)} for index, point in enumerate(grid(sweep))]}
-
-
-def dvc(*args: str) -> str:
-    result = subprocess.run(["dvc", *args], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise StageError(f"`dvc {' '.join(args)}` failed: {(result.stderr or result.stdout).strip()}")
-    return result.stdout
 
 
 def run_point(sweep: str, index: int, prefix: str, remote: str) -> str:
@@ -76,9 +70,8 @@ def experiments() -> list[dict]:
 def show(remote: str, prefix: str = "") -> str:
     """The remote's experiments named PREFIX..., pulled, as a Markdown table sorted by test accuracy (best first),
     with the train params that differ between them."""
-    names = [name for name in dvc("exp", "list", remote, "--name-only").split() if name.startswith(prefix)]
-    for name in names:
-        if not name.endswith(":"):  # a baseline's heading
+    for name in dvc("exp", "list", remote, "--name-only").split():
+        if name.startswith(prefix) and not name.endswith(":"):  # `main:` and alike head each baseline's list
             dvc("exp", "pull", remote, name)
     found = [exp for exp in experiments() if exp["name"].startswith(prefix)]
     found.sort(key=lambda exp: exp["metrics"].get("accuracy", -1), reverse=True)

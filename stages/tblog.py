@@ -80,12 +80,12 @@ def sprite_png(images: np.ndarray) -> bytes:
     (the light-on-black originals look like black squares on the projector's white background)."""
     count, height, width = images.shape[:3]
     side = int(np.ceil(np.sqrt(count)))
-    grid = np.full((side * height, side * width), 255, dtype=np.uint8)
-    for index, image in enumerate(images):
-        row, column = divmod(index, side)
-        grid[row * height : (row + 1) * height, column * width : (column + 1) * width] = 255 - image.squeeze(-1)
+    cells = np.zeros((side * side, height, width), dtype=np.uint8)  # black cells past the last image: white below
+    cells[:count] = images.reshape(count, height, width)
+    grid = 255 - cells.reshape(side, side, height, width).transpose(0, 2, 1, 3).reshape(side * height, side * width)
     buffer = io.BytesIO()
-    Image.fromarray(grid, mode="L").save(buffer, format="PNG", optimize=True)
+    # Pillow's default compression: 0.4 s for the test set's sprite against 2.7 s with optimize=True, 1% larger.
+    Image.fromarray(grid, mode="L").save(buffer, format="PNG")
     return buffer.getvalue()
 
 

