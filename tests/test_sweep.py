@@ -29,6 +29,7 @@ def test_the_grid_is_dvcs_own():
         ["train.learning_rate=0.002", "train.dropout=0.2"],
     ]
     assert sweep.grid("train.epochs=range(1,4)") == [[f"train.epochs={n}"] for n in (1, 2, 3)]
+    assert sweep.grid("train.optimizer=choice(adam,sgd)") == [["train.optimizer=adam"], ["train.optimizer=sgd"]]
     assert sweep.matrix("train.seed=1,2") == {
         "include": [{"index": 0, "params": "train.seed=1"}, {"index": 1, "params": "train.seed=2"}]
     }
