@@ -2,7 +2,8 @@
 
 Writes reports/metrics.json (test accuracy, loss, per-class accuracy; tracked by `dvc metrics`)
 and the confusion matrix as a `dvc plots` CSV and a PNG. With evaluate.mirror_average, each
-prediction is the average over the image and its mirror image. TensorBoard gets logs/evaluate/:
+prediction is the average over the image and its mirror image; with evaluate.shift_average, also over
+each of those moved one pixel up, down, left and right. TensorBoard gets logs/evaluate/:
 the confusion matrix, misclassified test images, a precision-recall curve per class, the test
 set's embeddings for the Projector, and the run's hparams with validation and test accuracy for
 the HParams tab.
@@ -68,13 +69,31 @@ def mirror(images: np.ndarray) -> np.ndarray:
     return images[:, :, ::-1]  # (N, height, width, channels): reverse the width
 
 
-def class_probabilities(model, images: np.ndarray, mirror_average: bool) -> tuple[np.ndarray, np.ndarray]:
-    """What the model answers as evaluated (averaged with the mirror image's answer if mirror_average), and
-    its own single-view answer."""
-    single_view = predict(model, images)
-    if not mirror_average:
-        return single_view, single_view
-    return (single_view + predict(model, mirror(images))) / 2, single_view
+ONE_PIXEL_SHIFTS = [(-1, 0), (1, 0), (0, -1), (0, 1)]  # up, down, left, right (rows, columns)
+
+
+def shift(images: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """Each image moved by whole pixels, the border filled with black: as train.max_shift moves training images."""
+    height, width = images.shape[1:3]
+    moved = np.zeros_like(images)
+    moved[:, max(rows, 0) : height + min(rows, 0), max(columns, 0) : width + min(columns, 0)] = images[
+        :, max(-rows, 0) : height + min(-rows, 0), max(-columns, 0) : width + min(-columns, 0)
+    ]
+    return moved
+
+
+def views(images: np.ndarray, config: params.EvaluateParams) -> list[np.ndarray]:
+    """Every view the evaluated answer averages over; the first is the images as they are."""
+    bases = [images, mirror(images)] if config.mirror_average else [images]
+    moves = ONE_PIXEL_SHIFTS if config.shift_average else []
+    return [*bases, *(shift(base, rows, columns) for base in bases for rows, columns in moves)]
+
+
+def class_probabilities(model, images: np.ndarray, config: params.EvaluateParams) -> tuple[np.ndarray, np.ndarray]:
+    """What the model answers as evaluated (the mean over `views`: with mirror_average and shift_average, the image,
+    its mirror, and each moved one pixel up, down, left and right), and its own single-view answer."""
+    answers = [predict(model, view) for view in views(images, config)]
+    return sum(answers) / len(answers), answers[0]
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
@@ -108,11 +127,12 @@ def misclassified_grid(images: np.ndarray, labels: np.ndarray, predicted: np.nda
 
 
 def run_hparams(config: params.Params) -> dict[str, object]:
-    """What TensorBoard's HParams tab ranks runs by: every train param, the validation split, mirror averaging."""
+    """What TensorBoard's HParams tab ranks runs by: every train param, the validation split, test-time averaging."""
     return {
         **config.train.model_dump(),
         "val_fraction": config.preprocess.val_fraction,
         "mirror_average": config.evaluate.mirror_average,
+        "shift_average": config.evaluate.shift_average,
     }
 
 
@@ -122,7 +142,7 @@ def main() -> None:
     x_test, y_test = dataset.load_arrays(paths.TEST_ARRAYS)
     model = load_model(paths.MODEL, config.runtime)
     val_accuracy = read_val_accuracy(paths.TRAINING_METRICS)
-    probabilities, single_view = class_probabilities(model, x_test, config.evaluate.mirror_average)
+    probabilities, single_view = class_probabilities(model, x_test, config.evaluate)
     single_view_accuracy = float(np.mean(single_view.argmax(axis=1) == y_test))
     predicted = probabilities.argmax(axis=1)
     loss = cross_entropy(y_test, probabilities)

@@ -21,7 +21,7 @@ from stages import paths
 from stages.errors import StageError
 
 # Model names understood by stages.model.build_model (kept in step by a test).
-Architecture = Literal["seed", "conv2_bn"]
+Architecture = Literal["seed", "conv2_bn", "conv3_bn"]
 Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
 Schedule = Literal["constant", "cosine"]
 Distribute = Literal["auto", "none", "multi_worker"]
@@ -101,6 +101,7 @@ class RuntimeParams(Section):
 
 class EvaluateParams(Section):
     mirror_average: bool
+    shift_average: bool
 
 
 class ReviewParams(Section):

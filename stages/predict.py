@@ -94,7 +94,7 @@ def main() -> None:
 
         model = evaluate.load_model(args.model, config.runtime)
         batch = np.stack([image for _, image in readable])
-        probabilities, _ = evaluate.class_probabilities(model, batch, config.evaluate.mirror_average)
+        probabilities, _ = evaluate.class_probabilities(model, batch, config.evaluate)
         for (result, _), answer in zip(readable, probabilities):
             result["top"] = top_classes(answer, args.top)
     if args.json:

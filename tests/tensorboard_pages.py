@@ -22,6 +22,8 @@ import numpy as np
 from PIL import Image
 from playwright.sync_api import FrameLocator, Page, expect, sync_playwright
 
+from stages import params
+
 CHROMIUM = shutil.which("chromium")
 VIEWPORT = {"width": 1600, "height": 1000}
 TIMEOUT_MS = 20_000  # per check: dashboards load their data after the page
@@ -161,13 +163,14 @@ def graph_node(page: Page, name: str):
 
 def check_graphs(page: Page) -> str:
     """The op graph (the model as one expandable group of ops), then the conceptual graph expanded to its layers."""
+    model = params.load().train.model  # the run's architecture names the graph's top group
     graph_node(page, "pixels")
-    op_graph_model = page.locator("svg text.nodelabel", has_text="conv2_bn").filter(visible=True)
-    expect(op_graph_model).to_have_count(1)  # named conv2_bn_1 (TensorFlow's name scope for the traced call)
+    op_graph_model = page.locator("svg text.nodelabel", has_text=model).filter(visible=True)
+    expect(op_graph_model).to_have_count(1)  # named e.g. conv3_bn_1 (TensorFlow's name scope for the traced call)
     page.locator("paper-dropdown-menu").filter(visible=True).nth(1).click()  # Tag: Default (ops) or keras
     visible_text(page, "keras", "paper-item").click()
     visible_text(page, "Conceptual graph", "paper-radio-button").click()
-    graph_node(page, "conv2_bn").dblclick(force=True)  # expand; the node's shape over the label takes clicks
+    graph_node(page, model).dblclick(force=True)  # expand; the node's shape over the label takes clicks
     for layer in ("conv_1", "pool_1", "bn_1", "relu_1", "conv_2", "flatten", "dense", "classifier"):
         graph_node(page, layer)
     return "op graph, and the conceptual graph's layers conv_1 ... classifier"

@@ -74,3 +74,33 @@ def test_mirror_reverses_the_width_only():
     images = np.arange(2 * 2 * 3).reshape(2, 2, 3, 1)
     np.testing.assert_array_equal(evaluate.mirror(images)[1, 0, :, 0], [8, 7, 6])
     np.testing.assert_array_equal(evaluate.mirror(evaluate.mirror(images)), images)
+
+
+def test_shift_moves_whole_pixels_and_fills_black():
+    images = np.arange(1, 10).reshape(1, 3, 3, 1)
+    np.testing.assert_array_equal(evaluate.shift(images, 1, 0)[0, :, :, 0], [[0, 0, 0], [1, 2, 3], [4, 5, 6]])
+    np.testing.assert_array_equal(evaluate.shift(images, 0, -1)[0, :, :, 0], [[2, 3, 0], [5, 6, 0], [8, 9, 0]])
+    np.testing.assert_array_equal(evaluate.shift(images, 0, 0), images)
+
+
+@pytest.mark.parametrize(
+    ("mirror_average", "shift_average", "count"), [(False, False, 1), (True, False, 2), (True, True, 10)]
+)
+def test_views_are_the_image_first_then_its_mirror_and_moves(mirror_average, shift_average, count):
+    images = np.random.default_rng(0).integers(0, 256, size=(4, 5, 5, 1), dtype=np.uint8)
+    config = params.EvaluateParams(mirror_average=mirror_average, shift_average=shift_average)
+    seen = evaluate.views(images, config)
+    assert len(seen) == count
+    assert seen[0] is images
+    assert len({view.tobytes() for view in seen}) == count  # no view twice
+
+
+def test_evaluated_answer_is_the_mean_over_views_and_single_view_is_the_first():
+    model = build_model("conv3_bn", dropout=0.0)
+    images = np.random.default_rng(1).integers(0, 256, size=(8, 28, 28, 1), dtype=np.uint8)
+    config = params.EvaluateParams(mirror_average=True, shift_average=True)
+    averaged, single = evaluate.class_probabilities(model, images, config)
+    each = [model.predict(view, verbose=0) for view in evaluate.views(images, config)]
+    np.testing.assert_allclose(single, each[0], rtol=1e-6)
+    np.testing.assert_allclose(averaged, np.mean(each, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(averaged.sum(axis=1), 1, rtol=1e-5)

@@ -1,6 +1,8 @@
 import io
 import json
 import re
+import shlex
+import shutil
 import subprocess
 import typing
 
@@ -23,7 +25,7 @@ def raw() -> dict:
 
 def test_repository_params_are_valid():
     loaded = params.load(REPO / "params.yaml")
-    assert loaded.train.model == "conv2_bn"
+    assert loaded.train.model == "conv3_bn"
     assert 0 < loaded.preprocess.val_fraction < 1
 
 
@@ -38,7 +40,12 @@ def test_every_architecture_name_is_buildable():
     [
         ("train", "epochs", 0, "train.epochs = 0: Input should be greater than or equal to 1"),
         ("train", "epochs", -3, "train.epochs = -3"),
-        ("train", "model", "resnet9000", "train.model = 'resnet9000': Input should be 'seed' or 'conv2_bn'"),
+        (
+            "train",
+            "model",
+            "resnet9000",
+            "train.model = 'resnet9000': Input should be 'seed', 'conv2_bn' or 'conv3_bn'",
+        ),
         ("train", "optimizer", "adamm", "train.optimizer = 'adamm'"),
         ("train", "learning_rate", "fast", "train.learning_rate = 'fast': Input should be a valid number"),
         ("train", "distribute", "horovod", "train.distribute = 'horovod': Input should be 'auto', 'none' or"),
@@ -236,3 +243,29 @@ def test_a_stage_checks_exactly_the_params_dvc_yaml_gives_it(tmp_path, monkeypat
     params.check_unchanged(loaded, "train", edited)  # train does not read it
     edited.write_text(REPO_TEXT.replace("  seed: 42  # seeds the", "  seed: 43  # seeds the"))
     params.check_unchanged(loaded, "evaluate", edited)  # nor does evaluate read preprocess.seed
+
+
+def readme_experiments() -> list[list[str]]:
+    """The `-S` values of every `dvc exp run` command in the README's code blocks (continuation lines joined)."""
+    text = (REPO / "README.md").read_text().replace("\\\n", " ")
+    commands = re.findall(r"^dvc exp run (.*)$", text, flags=re.MULTILINE)
+    found = []
+    for command in commands:
+        words = shlex.split(command.split("  #")[0])
+        found.append([words[i + 1] for i, word in enumerate(words) if word in ("-S", "--set-param")])
+    return found
+
+
+@pytest.mark.parametrize("settings", readme_experiments(), ids=" ".join)
+def test_every_readme_experiment_sets_valid_params(settings, tmp_path):
+    """The README's named runs (the article's CNN, earlier defaults, candidates) must stay runnable as params
+    change: each command's values, applied the way `dvc exp run -S` applies them, pass the schema."""
+    from dvc.utils.hydra import apply_overrides
+
+    from stages.sweep import grid
+
+    for point in grid(" ".join(shlex.quote(setting) for setting in settings)):
+        path = tmp_path / "params.yaml"
+        shutil.copy(REPO / "params.yaml", path)
+        apply_overrides(path, point)
+        params.load(path)  # raises StageError naming the key

@@ -71,8 +71,10 @@ def test_repro_then_noop_then_experiment(repo, serve):
 
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "baseline"], project)
-    # Mirror averaging (on by default) is an evaluate param: only evaluate re-runs, on the same model.
-    single = run(["dvc", "exp", "run", "-S", "evaluate.mirror_average=false"], project)
+    # Test-time averaging (on by default) is evaluate params: only evaluate re-runs, on the same model.
+    single = run(
+        ["dvc", "exp", "run", "-S", "evaluate.mirror_average=false", "-S", "evaluate.shift_average=false"], project
+    )
     assert stages_run(single) == {"evaluate"}
     single_view = json.loads((project / "reports/metrics.json").read_text())
     assert single_view["accuracy"] == single_view["single_view_accuracy"] == metrics["single_view_accuracy"]

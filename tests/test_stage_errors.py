@@ -42,7 +42,12 @@ def run_stage(project, stage: str):
     ("stage", "key", "value", "message"),
     [
         ("train", "train.epochs", -1, "params.yaml: train.epochs = -1: Input should be greater than or equal to 1"),
-        ("train", "train.model", "vgg", "params.yaml: train.model = 'vgg': Input should be 'seed' or 'conv2_bn'"),
+        (
+            "train",
+            "train.model",
+            "vgg",
+            "params.yaml: train.model = 'vgg': Input should be 'seed', 'conv2_bn' or 'conv3_bn'",
+        ),
         (
             "preprocess",
             "preprocess.val_fraction",

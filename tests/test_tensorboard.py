@@ -66,8 +66,8 @@ def test_graph_text_and_sample_images(logs):
     assert steps(train, "keras", "graph_keras_model") == [0]
     config = json.loads(train.Tensors("keras")[0].tensor_proto.string_val[0])
     drawn = [node.name for node in keras_util.keras_model_to_graph_def(config).node]
-    layers = [layer.name for layer in build_model("conv2_bn", 0.1).layers]
-    assert drawn == [f"conv2_bn/{name}" for name in ["pixels", *layers]]
+    model = build_model(params.load(REPO / "params.yaml").train.model, 0.1)
+    assert drawn == [f"{model.name}/{name}" for name in ["pixels", *[layer.name for layer in model.layers]]]
     assert steps(train, "model_summary", "text") == [0]
     assert "(Conv2D)" in train.Tensors("model_summary")[0].tensor_proto.string_val[0].decode()
     assert steps(train, "sample_inputs", "images") == [0]
