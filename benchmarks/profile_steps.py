@@ -1,10 +1,12 @@
 """Where a training step's time goes, and how far it is from the CPU's peak, in the pipeline's own runtime mode.
 
-    python -m benchmarks.profile_steps [--steps 50]
+    python -m benchmarks.profile_steps [--steps 50] [--model conv2_bn --batch-size 128]
 
 On the prepared training split with params' `train` and `runtime` sections (exact mode by default): a few warm-up
 steps, then `--steps` timed steps (images/s, the model's FLOP/s against a float32 matmul measured in the same
-process and mode), then `--steps` steps under TensorFlow's profiler. Prints each op type's time summed over all
+process and mode), then `--steps` steps under TensorFlow's profiler. Speed is given per second of wall time and per
+second of the process's CPU time: the second does not count the time the VM is not running (pauses of seconds
+happen on the build machine), so it is the steadier way to compare models. Prints each op type's time summed over all
 threads (with 2 threads the sum can exceed the wall time) and its share. The profile's XPlane is read with
 TensorFlow's own protobuf (no profiler plugin needed).
 """
@@ -41,6 +43,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--model", help="train.model instead of params.yaml's")
+    parser.add_argument("--batch-size", type=int, help="train.batch_size instead of params.yaml's")
     args = parser.parse_args()
     loaded = params.load()
     runtime.pin(loaded.runtime)
@@ -50,14 +54,16 @@ def main() -> None:
     from stages import training
 
     runtime.configure_tensorflow(loaded.runtime)
-    config = loaded.train
+    overrides = {"model": args.model, "batch_size": args.batch_size}
+    config = loaded.train.model_copy(update={key: value for key, value in overrides.items() if value is not None})
     train, _ = prepared()
     model = training.compile_model(config, len(train[0]))
     batches = training.batches(config, *train).repeat()
     model.fit(batches, steps_per_epoch=10, epochs=1, verbose=0, shuffle=False)  # trace and warm up
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     model.fit(batches, steps_per_epoch=args.steps, epochs=1, verbose=0, shuffle=False)
     speed = args.steps * config.batch_size / (time.perf_counter() - started)
+    cpu_speed = args.steps * config.batch_size / (time.process_time() - cpu_started)
     flops = training_flops_per_image(model)
     peak = matmul_peak_gflops()
     with tempfile.TemporaryDirectory() as profile_dir:
@@ -71,6 +77,7 @@ def main() -> None:
     per_step = wall / args.steps
     print(f"{config.model}, batch {config.batch_size}, {loaded.runtime.mode} mode, {args.steps} steps:")
     print(f"  {speed:.0f} images/s x {flops / 1e6:.1f} MFLOP per training image = {speed * flops / 1e9:.1f} GFLOP/s")
+    print(f"  {cpu_speed:.0f} images per CPU-second (all threads' CPU time; unaffected by the VM's pauses)")
     print(f"  float32 matmul peak in this mode: {peak:.1f} GFLOP/s -> {100 * speed * flops / 1e9 / peak:.0f}% of it")
     print(f"profiled: {1000 * per_step:.1f} ms per step wall ({config.batch_size / per_step:.0f} images/s)")
     print(f"  op time over all threads: {1000 * total / args.steps:.1f} ms per step")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import QuietHandler, copy_project, project_env, write_dataset
+from tests.conftest import TINY_TRAIN, QuietHandler, copy_project, project_env, write_dataset
 
 STAGES = ["download", "preprocess", "train", "evaluate"]
 OUTPUT_DIRS = ("data", "models", "logs", "reports")
@@ -53,7 +53,7 @@ def new_repo(root: Path, name: str, source: str, checksums: dict) -> Path:
     project = copy_project(
         root / name,
         download={"sources": [source], "sha256": checksums, "backoff_s": 0},
-        train={"epochs": 3, "learning_rate": 0.003},
+        train=TINY_TRAIN | {"epochs": 3},
     )
     for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         subprocess.run(command, cwd=project, env=project_env(), check=True)

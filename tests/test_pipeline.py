@@ -1,19 +1,41 @@
 """End to end: `dvc repro` in a fresh git repository, on tiny data served over HTTP from 127.0.0.1."""
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_project, project_env, project_on_tiny_data
+from tests.conftest import TINY_TRAIN, copy_project, project_env, project_on_tiny_data
 
 
 def run(args: list[str], cwd) -> str:
     result = subprocess.run(args, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
+
+
+def start_queue(project, jobs: int = 1) -> None:
+    """`dvc queue start`, its daemon workers' output not captured: `run` would wait for them to close the pipe."""
+    command = ["dvc", "queue", "start", "-j", str(jobs)]
+    subprocess.run(
+        command, cwd=project, env=project_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
+    )
+
+
+def kill_workers(project) -> None:
+    """Leave no worker behind: with -j 2, DVC 3.67's worker that finds the queue empty first sometimes hangs while
+    shutting down ("monitor: shutting down due to empty queue", never "done"), after every task has succeeded."""
+    for pid_file in (project / ".dvc/tmp/exps/celery").glob("dvc-exp-worker-*.pid"):
+        with contextlib.suppress(ValueError, OSError):  # gone already: no process, or a pid reused by another
+            pid = int(pid_file.read_text())
+            if b"queue-worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
 
 
 def stages_run(output: str) -> set[str]:
@@ -35,7 +57,7 @@ def test_repro_then_noop_then_experiment(repo, serve):
     project = copy_project(
         root / "project",
         download={"sources": [str(root / "missing"), url], "sha256": checksums, "backoff_s": 0},
-        train={"epochs": 2, "learning_rate": 0.003},
+        train=TINY_TRAIN | {"epochs": 2},
     )
     run(["git", "init", "-q"], project)
     run(["dvc", "init", "-q"], project)
@@ -87,11 +109,14 @@ def test_repro_then_noop_then_experiment(repo, serve):
     # Queued experiments run in the background, two at a time, and all land in `dvc exp show`.
     for seed in (1, 2, 3):
         run(["dvc", "exp", "run", "--queue", "-S", f"train.seed={seed}", "-S", "train.epochs=1"], project)
-    run(["dvc", "queue", "start", "-j", "2"], project)
-    deadline = time.monotonic() + 400
-    while any(w in run(["dvc", "queue", "status"], project) for w in ("Queued", "Running")):
-        assert time.monotonic() < deadline, run(["dvc", "queue", "status"], project)
-        time.sleep(2)
+    start_queue(project, jobs=2)
+    try:
+        deadline = time.monotonic() + 400
+        while any(w in run(["dvc", "queue", "status"], project) for w in ("Queued", "Running")):
+            assert time.monotonic() < deadline, run(["dvc", "queue", "status"], project)
+            time.sleep(2)
+    finally:
+        kill_workers(project)
     assert "Failed" not in run(["dvc", "queue", "status"], project)
     shown = json.loads(run(["dvc", "exp", "show", "--json"], project).splitlines()[-1])
     runs = [exp for baseline in shown for group in baseline.get("experiments") or [] for exp in group["revs"]]
@@ -135,8 +160,7 @@ def test_a_queued_experiment_shows_its_epochs_in_exp_show_while_it_runs(tmp_path
         run(command, project)
     run(["git", "commit", "-qm", "baseline"], project)
     run(["dvc", "exp", "run", "--queue", "-S", "train.epochs=2000", "-n", "long"], project)
-    # The worker is a daemon: with captured output, `dvc queue start` would wait for it to close the pipe.
-    subprocess.run(["dvc", "queue", "start"], cwd=project, env=project_env(), stdout=subprocess.DEVNULL, check=True)
+    start_queue(project)
     try:
         seen: list[int] = []
         deadline = time.monotonic() + 300

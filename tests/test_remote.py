@@ -9,7 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.conftest import copy_project, free_port, project_env, write_dataset
+from tests.conftest import TINY_TRAIN, copy_project, free_port, project_env, write_dataset
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -53,7 +53,9 @@ def git(cwd: Path, *args: str) -> None:
 def test_push_then_pull_into_fresh_clones_runs_nothing(tmp_path, s3_endpoint):
     checksums = write_dataset(tmp_path / "mirror")
     origin = copy_project(
-        tmp_path / "origin", download={"sources": [str(tmp_path / "mirror")], "sha256": checksums}, train={"epochs": 1}
+        tmp_path / "origin",
+        download={"sources": [str(tmp_path / "mirror")], "sha256": checksums},
+        train=TINY_TRAIN | {"epochs": 1},
     )
     git(origin, "init", "-q")
     dvc(origin, "init", "-q")

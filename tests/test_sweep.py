@@ -10,9 +10,9 @@ import pytest
 
 from stages import sweep
 from stages.errors import StageError
-from tests.conftest import copy_project, project_env, write_dataset
+from tests.conftest import TINY_TRAIN, copy_project, project_env, write_dataset
 
-SWEEP = "train.learning_rate=0.001,0.003"
+SWEEP = "train.learning_rate=0.001,0.002"  # both differ from the baseline (TINY_TRAIN), so both train
 
 
 def run(cwd: Path, *args: str) -> str:
@@ -42,7 +42,7 @@ def test_two_runners_push_their_experiments_and_a_third_clone_sees_both(tmp_path
     project = copy_project(
         tmp_path / "project",
         download={"sources": [str(tmp_path / "mirror")], "sha256": checksums},
-        train={"epochs": 1},
+        train=TINY_TRAIN | {"epochs": 1},
     )
     run(project, "git", "init", "-q", "-b", "main")
     run(project, "dvc", "init", "-q")
@@ -76,7 +76,7 @@ def test_two_runners_push_their_experiments_and_a_third_clone_sees_both(tmp_path
     lines = table.splitlines()
     assert lines[0] == "| experiment | test accuracy | single view | test loss | train.learning_rate |"
     assert sorted(line.split(" | ")[0].removeprefix("| ") for line in lines[2:]) == ["sweep-0", "sweep-1"]
-    assert {line.split(" | ")[-1].rstrip(" |") for line in lines[2:]} == {"0.001", "0.003"}
+    assert {line.split(" | ")[-1].rstrip(" |") for line in lines[2:]} == {"0.001", "0.002"}
     accuracies = [float(line.split(" | ")[1]) for line in lines[2:]]
     assert accuracies == sorted(accuracies, reverse=True)  # best first
     shown = json.loads(run(reviewer, "dvc", "exp", "show", "--json"))
