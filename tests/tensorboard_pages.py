@@ -112,7 +112,9 @@ def drawn_pixels(
 # Each dashboard's check: what a person looks for, read from the page (text inside the shadow DOM, loaded images,
 # pixels drawn by a chart). Each returns what it saw, for the test's message.
 
-CHART = 200  # coloured pixels that make a drawn line or histogram (a run's colour chip alone is not in the chart)
+# Coloured pixels that make a drawn line or histogram (a run's colour chip alone is not in the chart). Measured: 0
+# before the data loads; 155 for the tests' 2-epoch accuracy chart, whose lines end on the frame at 1.0.
+CHART = 100
 
 
 def check_scalars(page: Page) -> str:
