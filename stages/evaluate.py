@@ -53,9 +53,9 @@ def cross_entropy(labels: np.ndarray, probabilities: np.ndarray) -> float:
 
 
 def predict(model, images: np.ndarray) -> np.ndarray:
-    from stages.training import StopOnSignal  # (TensorFlow is loaded by now, with the model)
+    from stages.training import StopOnSignal, in_batches  # (TensorFlow is loaded by now, with the model)
 
-    return model.predict(images, batch_size=1024, verbose=0, callbacks=[StopOnSignal()])
+    return model.predict(in_batches(images, 1024), verbose=0, callbacks=[StopOnSignal()])
 
 
 def embeddings(model, images: np.ndarray) -> np.ndarray:

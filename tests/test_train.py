@@ -104,6 +104,16 @@ def test_max_shift_moves_each_image_by_whole_pixels_within_the_limit_the_same_wa
     assert np.array_equal(seen, again)
 
 
+def test_training_and_prediction_data_run_without_tf_data_autotuning(data):
+    # Its thread made deleting each epoch's iterator stall the process for 10-20 s (training.without_autotune).
+    (x, y), _ = data
+    train_batches = training.batches(tiny_config(augment="flip", max_shift=2), x, y)
+    ordered = training.in_batches(x, 64)
+    assert train_batches.options().autotune.enabled is False
+    assert ordered.options().autotune.enabled is False
+    assert np.array_equal(np.concatenate([batch.numpy() for batch in ordered]), x)  # all of it, in order
+
+
 def test_different_seed_gives_different_weights(data):
     first, _ = train_once(data)
     other, _ = train_once(data, seed=43)
