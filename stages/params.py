@@ -85,6 +85,7 @@ class TrainParams(Section):
     optimizer: Optimizer
     learning_rate: float = Field(gt=0)
     lr_schedule: Schedule
+    weight_decay: float = Field(ge=0, lt=1)
     dropout: float = Field(ge=0, lt=1)
     label_smoothing: float = Field(ge=0, lt=1)
     augment: Augment

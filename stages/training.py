@@ -135,7 +135,10 @@ def compile_model(config: params.TrainParams, train_images: int) -> keras.Model:
     keras.utils.set_random_seed(config.seed)  # weights, shuffling and dropout all follow the seed
     model = build_model(config.model, config.dropout)
     rate = learning_rate(config, steps_per_epoch=-(-train_images // config.batch_size))
-    optimizer = keras.optimizers.get({"class_name": config.optimizer, "config": {"learning_rate": rate}})
+    # Keras applies decoupled weight decay in every optimizer (AdamW is Adam with it on): 0 leaves the weights as
+    # they are (w - w * 0 * lr is w, bit for bit).
+    settings = {"learning_rate": rate, "weight_decay": config.weight_decay}
+    optimizer = keras.optimizers.get({"class_name": config.optimizer, "config": settings})
     if config.label_smoothing:  # smoothing needs one-hot targets: fit() one-hot encodes the labels
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     else:

@@ -20,6 +20,7 @@ ARTICLE_RUN = {
     "optimizer": "adam",
     "learning_rate": 0.001,
     "lr_schedule": "constant",
+    "weight_decay": 0.0,
     "dropout": 0.25,
     "label_smoothing": 0.0,
     "augment": "none",

@@ -20,6 +20,7 @@ def tiny_config(**overrides) -> params.TrainParams:
         "optimizer": "adam",
         "learning_rate": 0.003,
         "lr_schedule": "constant",
+        "weight_decay": 0.0,
         "label_smoothing": 0.0,
         "augment": "none",
         "max_shift": 0,
@@ -64,6 +65,21 @@ def test_default_model_with_flips_and_label_smoothing_is_deterministic_too(data)
     second, _ = train_once(data, **options)
     assert training.weights_sha256(first) == training.weights_sha256(second)
     assert set(history) >= {"accuracy", "val_accuracy", "loss", "val_loss"}
+
+
+def test_weight_decay_shrinks_the_weights_and_zero_changes_no_bit(data):
+    plain, _ = train_once(data)
+    decayed, _ = train_once(data, weight_decay=0.9)  # 14 steps at lr 0.003: each weight x 0.9973 per step
+    config = tiny_config()  # the same run with no weight decay in the optimizer at all
+    untouched = training.compile_model(config, len(data[0][0]))
+    untouched.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=untouched.loss, metrics=["accuracy"])
+    training.fit(untouched, config, *data, None)
+
+    def norm(model):
+        return sum(float(np.sum(np.square(keras.ops.convert_to_numpy(w)))) for w in model.trainable_weights)
+
+    assert norm(decayed) < 0.97 * norm(plain)  # about 0.93 from the decay alone
+    assert training.weights_sha256(plain) == training.weights_sha256(untouched)
 
 
 @pytest.mark.parametrize("augment", ["none", "flip"])
