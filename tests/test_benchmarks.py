@@ -1,0 +1,11 @@
+from benchmarks.profile_steps import layer_of
+
+LAYERS = ["rescale", "conv_1", "pool_1", "bn_1", "conv_2", "dense", "classifier"]
+
+
+def test_profile_by_layer_puts_forward_and_gradient_ops_under_their_layer():
+    scope = "StatefulPartitionedCall/gradient_tape/conv3_bn_1/conv_2_1/convolution/Conv2DBackpropFilter"
+    assert layer_of(scope, LAYERS) == "conv_2"
+    assert layer_of("StatefulPartitionedCall/conv3_bn_1/bn_1_1/batchnorm/sub", LAYERS) == "bn_1"
+    assert layer_of("StatefulPartitionedCall/conv3_bn_1/dense_1/Relu", LAYERS) == "dense"
+    assert layer_of("StatefulPartitionedCall/adamw/Mul_12", LAYERS) == "(other)"
