@@ -47,11 +47,11 @@ def op_times(profile_dir: Path, layers: list[str] | None = None) -> collections.
 
 
 def layer_of(scope: str, layers: list[str]) -> str:
-    """The layer a scope belongs to: a path part that is a layer's name, or one with Keras' `_1` suffix on it."""
+    """The layer a scope belongs to: a path part that is a layer's name, or that name with Keras' `_1` suffix."""
     for part in scope.split("/"):
-        for layer in sorted(layers, key=len, reverse=True):
-            if part == layer or re.fullmatch(re.escape(layer) + r"_\d+", part):
-                return layer
+        for candidate in (part, re.sub(r"_\d+$", "", part)):
+            if candidate in layers:
+                return candidate
     return "(other)"
 
 

@@ -78,7 +78,7 @@ def test_weight_decay_shrinks_the_weights_and_zero_changes_no_bit(data):
     def norm(model):
         return sum(float(np.sum(np.square(keras.ops.convert_to_numpy(w)))) for w in model.trainable_weights)
 
-    assert norm(decayed) < 0.97 * norm(plain)  # about 0.93 from the decay alone
+    assert norm(decayed) < 0.97 * norm(plain)  # measured 0.94; the decay alone: 0.9973**28 = 0.93
     assert training.weights_sha256(plain) == training.weights_sha256(untouched)
 
 
