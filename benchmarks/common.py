@@ -2,7 +2,9 @@
 
 import time
 
-from stages import dataset, params, paths
+from fmnist import dataset, params, paths
+from fmnist.params.all_sections import AllParams
+from fmnist.params.train import TrainParams
 
 
 def prepared(limit: int | None = None):
@@ -11,8 +13,8 @@ def prepared(limit: int | None = None):
     return (x[:limit], y[:limit]), val
 
 
-def train_params(**overrides) -> params.TrainParams:
-    return params.load().train.model_copy(update=overrides)
+def train_params(**overrides) -> TrainParams:
+    return params.load(AllParams).train.model_copy(update=overrides)
 
 
 def timed(function) -> float:

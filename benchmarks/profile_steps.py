@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import prepared
-from stages import params, runtime
+from fmnist import params, runtime
+from fmnist.params.all_sections import AllParams
 
 
 def op_times(profile_dir: Path, layers: list[str] | None = None) -> collections.Counter:
@@ -63,12 +64,12 @@ def main() -> None:
     parser.add_argument("--model", help="train.model instead of params.yaml's")
     parser.add_argument("--batch-size", type=int, help="train.batch_size instead of params.yaml's")
     args = parser.parse_args()
-    loaded = params.load()
+    loaded = params.load(AllParams)
     runtime.pin(loaded.runtime)
     import tensorflow as tf
 
     from benchmarks.train_speed import matmul_peak_gflops, training_flops_per_image
-    from stages import training
+    from fmnist import training
 
     runtime.configure_tensorflow(loaded.runtime)
     overrides = {"model": args.model, "batch_size": args.batch_size}

@@ -21,7 +21,8 @@ import statistics
 import subprocess
 import sys
 
-from stages import params, runtime
+from fmnist import params, runtime
+from fmnist.params.all_sections import AllParams
 
 # Settings that change what TensorFlow does by default on this machine; exact mode must not care.
 SETTINGS = {
@@ -35,10 +36,10 @@ SETTINGS = {
 
 def child(mode: str, images: int, epochs: int) -> None:
     """One training run in this process, as the train stage does it; prints a JSON line."""
-    config = params.load()
+    config = params.load(AllParams)
     runtime_params = config.runtime.model_copy(update={"mode": mode})
     runtime.pin(runtime_params)
-    from stages import dataset, paths, training
+    from fmnist import dataset, paths, training
 
     runtime.configure_tensorflow(runtime_params)
     train = tuple(a[: images or None] for a in dataset.load_arrays(paths.TRAIN_ARRAYS))  # 0: all

@@ -38,7 +38,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp)
-        shutil.copytree(REPO / "stages", project / "stages")
+        for package in ("stages", "fmnist"):
+            shutil.copytree(REPO / package, project / package)
+        shutil.copy(REPO / "requirements.txt", project)  # the lock train checks the environment against
         values = yaml.safe_load((REPO / "params.yaml").read_text())
         values["download"]["sources"] = [args.source]
         values["train"]["epochs"] = args.epochs

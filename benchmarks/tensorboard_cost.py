@@ -11,13 +11,13 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import prepared, train_params
-from stages import tblog, training
+from fmnist import tensorboard_logs, training
 
 
 def run(config, train, val, log_dir: Path | None) -> list[float]:
     model = training.compile_model(config, len(train[0]))
     if log_dir is not None:
-        tblog.write_model_overview(model, log_dir / "train", training.model_summary(model), *train)
+        tensorboard_logs.write_model_overview(model, log_dir / "train", training.model_summary(model), *train)
     return training.fit(model, config, train, val, log_dir)["seconds"]
 
 

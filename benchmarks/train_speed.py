@@ -3,7 +3,7 @@
     python -m benchmarks.train_speed [--epochs 2] [--images 48000]
 
 (a) the article's way: float32 arrays scaled in NumPy, one-hot labels, `model.fit` on NumPy arrays;
-(b) our stage: `stages.training` on the prepared uint8 arrays (scaling inside the model).
+(b) our stage: `fmnist.training` on the prepared uint8 arrays (scaling inside the model).
 Same model (the article's CNN), batch size and epochs, one after the other in one process; then
 the default model's images/s, how far it is from this CPU's measured matmul peak, and what
 random flips (train.augment) cost.
@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.common import prepared, timed, train_params
-from stages import training
-from stages.model import build_model
+from fmnist import training
+from fmnist.model import build_model
 
 
 def article_script(train, val, epochs: int, batch_size: int) -> float:

@@ -18,9 +18,15 @@ from urllib.parse import urljoin, urlsplit
 
 from tqdm import tqdm
 
-from stages import params, paths
-from stages.errors import StageError, out_of_space, run_stage
-from stages.files import atomic_path
+from fmnist import params, paths
+from fmnist.errors import StageError, out_of_space, run_stage
+from fmnist.files import atomic_path
+from fmnist.params.download import DownloadParams
+
+
+class Params(params.Section):  # what this stage reads: dvc.yaml lists the same
+    download: DownloadParams
+
 
 CHUNK = 1 << 16
 TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
@@ -120,7 +126,7 @@ def http_get(url: str, dest: Path, timeout_s: float, max_bytes: int) -> None:
         raise TransientError(f"connection closed after {received} of {expected} bytes")
 
 
-def http_get_with_retries(url: str, dest: Path, config: params.DownloadParams, max_bytes: int) -> None:
+def http_get_with_retries(url: str, dest: Path, config: DownloadParams, max_bytes: int) -> None:
     retries = config.retries
     for attempt in range(retries + 1):
         try:
@@ -133,7 +139,7 @@ def http_get_with_retries(url: str, dest: Path, config: params.DownloadParams, m
             time.sleep(wait)
 
 
-def fetch_file(name: str, sha256: str, config: params.DownloadParams, dest: Path) -> str:
+def fetch_file(name: str, sha256: str, config: DownloadParams, dest: Path) -> str:
     """Put a verified copy of `name` at `dest`; return the source it came from."""
     failures = []
     max_bytes = MAX_BYTES[name]
@@ -160,12 +166,12 @@ def fetch_file(name: str, sha256: str, config: params.DownloadParams, dest: Path
     raise StageError(f"{name}: no source worked; tried " + "; ".join(failures))
 
 
-def fetch_all(config: params.DownloadParams, dest_dir: Path) -> dict[str, str]:
+def fetch_all(config: DownloadParams, dest_dir: Path) -> dict[str, str]:
     return {name: fetch_file(name, config.sha256[name], config, dest_dir / name) for name in paths.RAW_FILES.values()}
 
 
 def main() -> None:
-    loaded = params.load()
+    loaded = params.load(Params)
     started = time.perf_counter()
     for name, source in fetch_all(loaded.download, paths.RAW_DIR).items():
         print(f"{name}: verified, from {source}")

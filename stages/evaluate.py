@@ -12,30 +12,25 @@ the HParams tab.
 import csv
 import json
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from stages import dataset, params, paths, runtime
-from stages.errors import StageError, run_stage
-from stages.figures import confusion_matrix_plot, image_grid, png_bytes
-from stages.files import staged_outputs
+from fmnist import dataset, environment, params, paths, runtime
+from fmnist.errors import StageError, run_stage
+from fmnist.figures import confusion_matrix_plot, image_grid, png_bytes
+from fmnist.files import staged_outputs
+from fmnist.params.evaluate import EvaluateParams
+from fmnist.params.preprocess import PreprocessParams
+from fmnist.params.runtime import RuntimeParams
+from fmnist.params.train import TrainParams
 
 
-def load_model(path: Path, runtime_params: params.RuntimeParams):
-    if not path.exists():
-        raise StageError(f"{path}: not found (run the train stage first)")
-    runtime.pin(runtime_params)  # predictions depend on the instruction set and threads too
-    import keras  # TensorFlow takes seconds to load: only once the inputs are there
-
-    runtime.configure_tensorflow(runtime_params)
-
-    try:
-        # safe_mode refuses models that would run arbitrary code (lambda layers) when loaded.
-        return keras.models.load_model(path, safe_mode=True)
-    except (ValueError, OSError, zipfile.BadZipFile) as error:
-        raise StageError(f"{path}: not a loadable Keras model ({str(error).splitlines()[0]})") from None
+class Params(params.Section):  # what this stage reads: dvc.yaml lists the same
+    evaluate: EvaluateParams
+    runtime: RuntimeParams
+    train: TrainParams  # with preprocess.val_fraction: logged as the run's hparams in TensorBoard
+    preprocess: PreprocessParams
 
 
 def read_val_accuracy(path: Path) -> float:
@@ -50,50 +45,6 @@ def cross_entropy(labels: np.ndarray, probabilities: np.ndarray) -> float:
     """Mean sparse categorical cross-entropy, clipped as Keras does."""
     picked = probabilities[np.arange(len(labels)), labels]
     return float(-np.log(np.clip(picked, 1e-7, 1.0)).mean())
-
-
-def predict(model, images: np.ndarray) -> np.ndarray:
-    from stages.training import StopOnSignal, in_batches  # (TensorFlow is loaded by now, with the model)
-
-    return model.predict(in_batches(images, 1024), verbose=0, callbacks=[StopOnSignal()])
-
-
-def embeddings(model, images: np.ndarray) -> np.ndarray:
-    """What the classifier layer sees for each image (the Projector's points): the model up to its last layer."""
-    import keras  # (loaded by now, with the model)
-
-    return predict(keras.Model(model.inputs, model.get_layer("classifier").input), images)
-
-
-def mirror(images: np.ndarray) -> np.ndarray:
-    return images[:, :, ::-1]  # (N, height, width, channels): reverse the width
-
-
-ONE_PIXEL_SHIFTS = [(-1, 0), (1, 0), (0, -1), (0, 1)]  # up, down, left, right (rows, columns)
-
-
-def shift(images: np.ndarray, rows: int, columns: int) -> np.ndarray:
-    """Each image moved by whole pixels, the border filled with black: as train.max_shift moves training images."""
-    height, width = images.shape[1:3]
-    moved = np.zeros_like(images)
-    moved[:, max(rows, 0) : height + min(rows, 0), max(columns, 0) : width + min(columns, 0)] = images[
-        :, max(-rows, 0) : height + min(-rows, 0), max(-columns, 0) : width + min(-columns, 0)
-    ]
-    return moved
-
-
-def views(images: np.ndarray, config: params.EvaluateParams) -> list[np.ndarray]:
-    """Every view the evaluated answer averages over; the first is the images as they are."""
-    bases = [images, mirror(images)] if config.mirror_average else [images]
-    moves = ONE_PIXEL_SHIFTS if config.shift_average else []
-    return [*bases, *(shift(base, rows, columns) for base in bases for rows, columns in moves)]
-
-
-def class_probabilities(model, images: np.ndarray, config: params.EvaluateParams) -> tuple[np.ndarray, np.ndarray]:
-    """What the model answers as evaluated (the mean over `views`: with mirror_average and shift_average, the image,
-    its mirror, and each moved one pixel up, down, left and right), and its own single-view answer."""
-    answers = [predict(model, view) for view in views(images, config)]
-    return sum(answers) / len(answers), answers[0]
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
@@ -126,7 +77,7 @@ def misclassified_grid(images: np.ndarray, labels: np.ndarray, predicted: np.nda
     return png_bytes(image_grid(images[wrong], titles))
 
 
-def run_hparams(config: params.Params) -> dict[str, object]:
+def run_hparams(config: Params) -> dict[str, object]:
     """What TensorBoard's HParams tab ranks runs by: every train param, the validation split, test-time averaging."""
     return {
         **config.train.model_dump(),
@@ -137,12 +88,21 @@ def run_hparams(config: params.Params) -> dict[str, object]:
 
 
 def main() -> None:
-    config = params.load()
+    config = params.load(Params)
     started = time.perf_counter()
     x_test, y_test = dataset.load_arrays(paths.TEST_ARRAYS)
-    model = load_model(paths.MODEL, config.runtime)
+    if not paths.MODEL.exists():
+        raise StageError(f"{paths.MODEL}: not found (run the train stage first)")
     val_accuracy = read_val_accuracy(paths.TRAINING_METRICS)
-    probabilities, single_view = class_probabilities(model, x_test, config.evaluate)
+    environment.warn_if_unlocked("evaluate")
+    runtime.start_tensorflow(config.runtime)  # takes seconds: only once the inputs are there
+    from fmnist import inference, tensorboard_logs
+
+    model = inference.load_model(paths.MODEL)
+    averaging = config.evaluate
+    probabilities, single_view = inference.class_probabilities(
+        model, x_test, averaging.mirror_average, averaging.shift_average
+    )
     single_view_accuracy = float(np.mean(single_view.argmax(axis=1) == y_test))
     predicted = probabilities.argmax(axis=1)
     loss = cross_entropy(y_test, probabilities)
@@ -151,19 +111,17 @@ def main() -> None:
 
     confusion_png = png_bytes(confusion_matrix_plot(matrix, list(dataset.CLASS_NAMES)))
 
-    from stages import tblog  # TensorFlow is loaded by now, with the model
-
     with staged_outputs() as out:  # published together, or (on any failure) not at all
         out.file(paths.METRICS).write_text(json.dumps(metrics, indent=2) + "\n")
         write_confusion_csv(y_test, predicted, out.file(paths.CONFUSION_CSV))
         out.file(paths.CONFUSION_PNG).write_bytes(confusion_png)
         log_dir = out.folder(paths.EVAL_LOGS)
         pngs = {"confusion_matrix": confusion_png, "misclassified": misclassified_grid(x_test, y_test, predicted)}
-        tblog.write_images(log_dir, pngs)
-        tblog.write_pr_curves(log_dir, y_test, probabilities)
-        tblog.write_projector(log_dir, embeddings(model, x_test), x_test, y_test, predicted)
+        tensorboard_logs.write_images(log_dir, pngs)
+        tensorboard_logs.write_pr_curves(log_dir, y_test, probabilities)
+        tensorboard_logs.write_projector(log_dir, inference.embeddings(model, x_test), x_test, y_test, predicted)
         final = {"test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"], "val_accuracy": val_accuracy}
-        tblog.write_hparams(log_dir, run_hparams(config), final)
+        tensorboard_logs.write_hparams(log_dir, run_hparams(config), final)
         params.check_unchanged(config, "evaluate")
     print(f"test accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}")
     print(f"evaluate: {time.perf_counter() - started:.1f}s")

@@ -8,10 +8,15 @@ import time
 
 import numpy as np
 
-from stages import dataset, params, paths
-from stages.errors import run_stage
-from stages.figures import image_grid, save_png
-from stages.files import staged_outputs
+from fmnist import dataset, params, paths
+from fmnist.errors import run_stage
+from fmnist.figures import image_grid, save_png
+from fmnist.files import staged_outputs
+from fmnist.params.preprocess import PreprocessParams
+
+
+class Params(params.Section):  # what this stage reads: dvc.yaml lists the same
+    preprocess: PreprocessParams
 
 
 def split_validation(
@@ -25,7 +30,7 @@ def split_validation(
 
 
 def main() -> None:
-    loaded = params.load()
+    loaded = params.load(Params)
     config = loaded.preprocess
     started = time.perf_counter()
     raw = {role: paths.RAW_DIR / name for role, name in paths.RAW_FILES.items()}

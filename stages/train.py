@@ -12,23 +12,30 @@ import tempfile
 import time
 from pathlib import Path
 
-from stages import dataset, distribute, params, paths, runtime
-from stages.errors import raise_if_stopped, run_stage
-from stages.files import staged_outputs
+from fmnist import dataset, distribute, environment, params, paths, runtime
+from fmnist.errors import raise_if_stopped, run_stage
+from fmnist.files import staged_outputs
+from fmnist.params.runtime import RuntimeParams
+from fmnist.params.train import TrainParams
+
+
+class Params(params.Section):  # what this stage reads: dvc.yaml lists the same
+    train: TrainParams
+    runtime: RuntimeParams
 
 
 def main() -> None:
-    loaded = params.load()
+    loaded = params.load(Params)
     config = loaded.train
     if config.distribute == "multi_worker":
         distribute.read_tf_config()
     train = dataset.load_arrays(paths.TRAIN_ARRAYS)
     val = dataset.load_arrays(paths.VAL_ARRAYS)
-    runtime.pin(loaded.runtime)
+    unlocked = environment.warn_if_unlocked("train")
     # TensorFlow takes seconds to load: only once params and data are known good.
-    from stages import tblog, training
+    runtime.start_tensorflow(loaded.runtime, start_runtime=config.distribute != "multi_worker")
+    from fmnist import tensorboard_logs, training
 
-    runtime.configure_tensorflow(loaded.runtime)
     strategy = distribute.strategy_for(config.distribute)
     chief = distribute.is_chief(strategy)
     started = time.perf_counter()
@@ -47,7 +54,7 @@ def main() -> None:
     with staged_outputs() as out:
         log_dir = out.folder(paths.FIT_LOGS)
         live = training.live_logger(out.live_folder(paths.TRAINING), model)
-        tblog.write_model_overview(model, log_dir / "train", summary, *train)
+        tensorboard_logs.write_model_overview(model, log_dir / "train", summary, *train)
         raise_if_stopped()  # tracing the graph takes seconds: stop before the first epoch's first step
         history = training.fit(model, config, train, val, log_dir, strategy, live)
         train_seconds = time.perf_counter() - started
@@ -56,7 +63,11 @@ def main() -> None:
         out.file(paths.MODEL_SUMMARY).write_text(summary)
         live.summary["train_seconds"] = round(train_seconds, 1)
         live.make_summary()
-        fingerprint = {"weights_sha256": training.weights_sha256(model), **runtime.facts(loaded.runtime)}
+        fingerprint = {
+            "weights_sha256": training.weights_sha256(model),
+            **runtime.facts(loaded.runtime),
+            **environment.facts(unlocked=unlocked),
+        }
         out.file(paths.FINGERPRINT).write_text(json.dumps(fingerprint, indent=2) + "\n")
         params.check_unchanged(loaded, "train")
     print(f"train: {train_seconds:.1f}s, validation accuracy {history['val_accuracy'][-1]:.4f}")

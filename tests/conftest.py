@@ -17,7 +17,7 @@ import pytest
 import yaml
 from hypothesis import settings
 
-from stages import paths
+from fmnist import paths
 
 # Property tests: a few hundred examples each in the suite; HYPOTHESIS_PROFILE=deep searches far longer.
 settings.register_profile("suite", max_examples=300, deadline=None)
@@ -115,8 +115,9 @@ def serve():
 def copy_project(dest: Path, **sections: dict) -> Path:
     """Copy the pipeline (code, dvc.yaml, params.yaml) to `dest`, updating params keys per section."""
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(REPO / "stages", dest / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
+    for package in ("stages", "fmnist", "tools"):
+        shutil.copytree(REPO / package, dest / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "requirements.txt"):
         shutil.copy(REPO / name, dest / name)
     values = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, updates in sections.items():

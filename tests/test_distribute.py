@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from stages import dataset, distribute, training
-from stages.errors import StageError
+from fmnist import dataset, distribute, training
+from fmnist.errors import StageError
 from tests.conftest import copy_project, free_port, project_env, synthetic_split
 
 WORKERS = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 1}}

@@ -4,16 +4,18 @@ from pathlib import Path
 
 import pytest
 
-from stages import download, params, paths
-from stages.errors import StageError
+from fmnist import paths
+from fmnist.errors import StageError
+from fmnist.params.download import DownloadParams
+from stages import download
 from tests.conftest import QuietHandler
 
 NAMES = list(paths.RAW_FILES.values())
 
 
-def config(sources: list[str], checksums: dict[str, str], **overrides) -> params.DownloadParams:
+def config(sources: list[str], checksums: dict[str, str], **overrides) -> DownloadParams:
     values = {"sources": sources, "sha256": checksums, "retries": 2, "timeout_s": 5, "backoff_s": 0}
-    return params.DownloadParams(**(values | overrides))
+    return DownloadParams(**(values | overrides))
 
 
 def test_local_folder(tiny_dataset, tmp_path):

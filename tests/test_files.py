@@ -4,9 +4,9 @@ import signal
 
 import pytest
 
-from stages import errors
-from stages.errors import Interrupted, StageError
-from stages.files import atomic_dir, atomic_path, staged_outputs, write_text
+from fmnist import errors
+from fmnist.errors import Interrupted, StageError
+from fmnist.files import atomic_dir, atomic_path, staged_outputs, write_text
 
 
 def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):

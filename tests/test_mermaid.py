@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from stages import report
 from tests.conftest import REPO
+from tools import review as report
 
 MERMAID = REPO / "tests" / "browser" / "node_modules" / "mermaid" / "dist" / "mermaid.min.js"
 CHROMIUM = shutil.which("chromium")

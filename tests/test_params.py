@@ -13,8 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from stages import params
-from stages.errors import StageError
+from fmnist import params
+from fmnist.errors import StageError
+from fmnist.params.all_sections import AllParams
+from fmnist.params.train import Architecture
 from tests.conftest import REPO, copy_project, project_env
 
 
@@ -24,15 +26,15 @@ def raw() -> dict:
 
 
 def test_repository_params_are_valid():
-    loaded = params.load(REPO / "params.yaml")
+    loaded = params.load(AllParams, REPO / "params.yaml")
     assert loaded.train.model == "conv3_bn"
     assert 0 < loaded.preprocess.val_fraction < 1
 
 
 def test_every_architecture_name_is_buildable():
-    from stages.model import ARCHITECTURES
+    from fmnist.model import ARCHITECTURES
 
-    assert set(typing.get_args(params.Architecture)) == set(ARCHITECTURES)
+    assert set(typing.get_args(Architecture)) == set(ARCHITECTURES)
 
 
 @pytest.mark.parametrize(
@@ -57,7 +59,7 @@ def test_every_architecture_name_is_buildable():
 def test_bad_value_names_key_value_and_rule(raw, section, key, value, expected):
     raw[section][key] = value
     with pytest.raises(StageError) as error:
-        params.parse(raw)
+        params.parse(raw, AllParams)
     assert expected in str(error.value)
 
 
@@ -72,7 +74,7 @@ def test_bad_value_names_key_value_and_rule(raw, section, key, value, expected):
 )
 def test_values_are_read_as_dvc_reads_them(key, spelling, value):
     text = (REPO / "params.yaml").read_text().replace(f"  {key}: ", f"  {key}: {spelling}  #", 1)
-    assert getattr(params.parse_text(text).train, key) == value
+    assert getattr(params.parse_text(text, AllParams).train, key) == value
 
 
 @pytest.mark.parametrize(
@@ -90,19 +92,19 @@ def test_values_are_read_as_dvc_reads_them(key, spelling, value):
 def test_values_are_never_coerced(key, spelling, expected):
     text = (REPO / "params.yaml").read_text().replace(f"  {key}: ", f"  {key}: {spelling}  #", 1)
     with pytest.raises(StageError, match=re.escape(expected)):
-        params.parse_text(text)
+        params.parse_text(text, AllParams)
 
 
 def test_yes_is_a_string_as_dvc_reads_it():
     text = (REPO / "params.yaml").read_text().replace("  mirror_average: true", "  mirror_average: yes")
     with pytest.raises(StageError, match=r"evaluate.mirror_average = 'yes': Input should be a valid boolean"):
-        params.parse_text(text)
+        params.parse_text(text, AllParams)
 
 
 def test_duplicate_keys_are_refused_as_dvc_refuses_them():
     text = (REPO / "params.yaml").read_text().replace("  epochs: ", "  epochs: 3\n  epochs: ", 1)
     with pytest.raises(StageError, match=r'not valid YAML: found duplicate key "epochs" .* \(line \d+, column 3\)'):
-        params.parse_text(text)
+        params.parse_text(text, AllParams)
 
 
 @pytest.mark.parametrize(
@@ -117,19 +119,19 @@ def test_duplicate_keys_are_refused_as_dvc_refuses_them():
 def test_a_source_must_be_a_folder_or_an_http_url(raw, source, message):
     raw["download"]["sources"] = [source]
     with pytest.raises(StageError, match=re.escape(f"download.sources.0 = {source!r}: {message}")):
-        params.parse(raw)
+        params.parse(raw, AllParams)
 
 
 def test_misspelled_key_is_named(raw):
     raw["train"]["epoch"] = raw["train"].pop("epochs")
     with pytest.raises(StageError, match=r"unknown key 'train\.epoch' \(did you mean 'train\.epochs'\?\)"):
-        params.parse(raw)
+        params.parse(raw, AllParams)
 
 
 def test_bad_checksum_is_named(raw):
     raw["download"]["sha256"]["t10k-labels-idx1-ubyte.gz"] = "abc"
     with pytest.raises(StageError, match=r"download.sha256.t10k-labels-idx1-ubyte.gz = 'abc'.*SHA-256"):
-        params.parse(raw)
+        params.parse(raw, AllParams)
 
 
 @pytest.mark.parametrize(
@@ -144,14 +146,14 @@ def test_unusable_file_is_one_clear_error(tmp_path, text, expected):
     path = tmp_path / "params.yaml"
     path.write_text(text)
     with pytest.raises(StageError, match=expected) as error:
-        params.load(path)
+        params.load(AllParams, path)
     assert str(path) in str(error.value)
     assert "\n" not in str(error.value)
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(StageError, match="not found"):
-        params.load(tmp_path / "params.yaml")
+        params.load(AllParams, tmp_path / "params.yaml")
 
 
 # Whatever params.yaml holds, a stage gets either params exactly as DVC reads them or one clear line.
@@ -173,7 +175,7 @@ EDITS = st.one_of(
 
 def as_dvc_reads_it_or_one_line(text: str) -> None:
     try:
-        loaded = params.parse_text(text)
+        loaded = params.parse_text(text, AllParams)
     except StageError as error:
         assert str(error).startswith("params.yaml: ") and "\n" not in str(error)
         return
@@ -219,7 +221,8 @@ def test_a_stage_acts_on_exactly_the_values_dvc_records_in_dvc_lock(tmp_path):
     for key, spelling in [("learning_rate", "2e-3"), ("epochs", "012"), ("batch_size", "0x80"), ("timeout_s", "30")]:
         text = re.sub(rf"(?m)^(  {key}): .*$", rf"\1: {spelling}", text)
     (project / "params.yaml").write_text(text)
-    read = "import json; from stages import params; print(json.dumps(params.load().model_dump()))"
+    read = "import json; from fmnist import params; from fmnist.params.all_sections import AllParams; "
+    read += "print(json.dumps(params.load(AllParams).model_dump()))"
     stage = {"cmd": f"python -c '{read}' > read.json", "params": list(SECTIONS), "outs": ["read.json"]}
     (project / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"read": stage}}))
     for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", "-q"]):
@@ -234,7 +237,7 @@ def test_a_stage_acts_on_exactly_the_values_dvc_records_in_dvc_lock(tmp_path):
 
 def test_a_stage_checks_exactly_the_params_dvc_yaml_gives_it(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)  # reads dvc.yaml and params.yaml there, writes nothing
-    loaded = params.load()
+    loaded = params.load(AllParams)
     edited = tmp_path / "params.yaml"
     edited.write_text(REPO_TEXT.replace("  val_fraction: 0.2", "  val_fraction: 0.3"))
     for stage in ("preprocess", "evaluate"):  # evaluate declares preprocess.val_fraction
@@ -262,10 +265,10 @@ def test_every_readme_experiment_sets_valid_params(settings, tmp_path):
     change: each command's values, applied the way `dvc exp run -S` applies them, pass the schema."""
     from dvc.utils.hydra import apply_overrides
 
-    from stages.sweep import grid
+    from tools.sweep import grid
 
     for point in grid(" ".join(shlex.quote(setting) for setting in settings)):
         path = tmp_path / "params.yaml"
         shutil.copy(REPO / "params.yaml", path)
         apply_overrides(path, point)
-        params.load(path)  # raises StageError naming the key
+        params.load(AllParams, path)  # raises StageError naming the key

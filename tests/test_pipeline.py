@@ -128,7 +128,7 @@ def test_repro_then_noop_then_experiment(repo, serve):
     # The compare command gathers two experiments' TensorBoard logs from the DVC cache, one folder each.
     names = sorted(experiments, key=experiments.get)[:2]
     result = subprocess.run(
-        [sys.executable, "-m", "stages.compare", *names, "--out", "cmp", "--no-serve"],
+        [sys.executable, "-m", "tools.compare", *names, "--out", "cmp", "--no-serve"],
         cwd=project,
         env=project_env(),
         capture_output=True,

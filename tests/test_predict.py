@@ -1,4 +1,4 @@
-"""`python -m stages.predict`: image files of any size and kind in, Fashion-MNIST classes out."""
+"""`python -m tools.predict`: image files of any size and kind in, Fashion-MNIST classes out."""
 
 import csv
 import json
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages import dataset
-from stages.predict import to_fashion_mnist
+from fmnist import dataset
 from tests.conftest import project_env, project_on_tiny_data, run_every_stage, synthetic_split
+from tools.predict import to_fashion_mnist
 
 
 def test_a_fashion_mnist_image_passes_unchanged():
@@ -50,7 +50,7 @@ def trained(tmp_path_factory):
 
 
 def predict(project, *paths):
-    command = [sys.executable, "-m", "stages.predict", "--json", *map(str, paths)]
+    command = [sys.executable, "-m", "tools.predict", "--json", *map(str, paths)]
     return subprocess.run(command, cwd=project, env=project_env(), capture_output=True, text=True, timeout=300)
 
 

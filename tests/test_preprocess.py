@@ -3,8 +3,9 @@ import gzip
 import numpy as np
 import pytest
 
-from stages import dataset, preprocess
-from stages.errors import StageError
+from fmnist import dataset
+from fmnist.errors import StageError
+from stages import preprocess
 from tests.conftest import idx_bytes, synthetic_split, write_idx
 
 
@@ -104,7 +105,7 @@ def test_truncated_array_file_is_a_clear_error(tmp_path):
 
 
 def test_sample_grid_png(tmp_path):
-    from stages.figures import image_grid, save_png
+    from fmnist.figures import image_grid, save_png
 
     x, y = synthetic_split(16, seed=4)
     save_png(image_grid(x[..., None], dataset.class_names(y)), tmp_path / "grid.png")

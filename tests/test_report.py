@@ -1,5 +1,5 @@
 """The pull-request review, end to end: a git repository whose two commits hold real (tiny) pipeline runs,
-a fake GitHub API on 127.0.0.1, and `python -m stages.report` as the workflow runs it."""
+a fake GitHub API on 127.0.0.1, and `python -m tools.review` as the workflow runs it."""
 
 import hashlib
 import json
@@ -9,9 +9,11 @@ import sys
 import pytest
 import yaml
 
-from stages import params, paths, report, runtime
+from fmnist import params, paths, runtime
+from fmnist.params.all_sections import AllParams
 from tests.conftest import project_env, project_on_tiny_data
 from tests.fake_github import FakeGitHub
+from tools import review as report
 
 
 def run(args, cwd, env=None, check=True):
@@ -72,7 +74,7 @@ def review(project, github, tmp_path, *args):
         "GITHUB_TOKEN": github.token,
         "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
     }
-    result = run([sys.executable, "-m", "stages.report", "--base", "base", *args], project, env, check=False)
+    result = run([sys.executable, "-m", "tools.review", "--base", "base", *args], project, env, check=False)
     return result, (project / "review" / "report.md").read_text()
 
 
@@ -155,7 +157,7 @@ def test_a_read_only_token_still_writes_the_report_and_runs_the_checks(pr, githu
 def test_the_gate_compares_committed_head_with_committed_base(pr, github, tmp_path):
     metrics = json.loads((pr / paths.METRICS).read_text())
     base_accuracy = json.loads(run(["git", "show", f"base:{paths.METRICS}"], pr).stdout)["accuracy"]
-    limit = params.load(pr / "params.yaml").review.max_accuracy_drop
+    limit = params.load(AllParams, pr / "params.yaml").review.max_accuracy_drop
     metrics["accuracy"] = round(base_accuracy - limit - 0.001, 4)  # 0.1 pp beyond the limit
     (pr / paths.METRICS).write_text(json.dumps(metrics))
     subprocess.run(["dvc", "commit", "-q", "-f", "evaluate"], cwd=pr, env=project_env(), check=True)
@@ -167,7 +169,7 @@ def test_the_gate_compares_committed_head_with_committed_base(pr, github, tmp_pa
 
 
 def test_an_unknown_base_revision_is_one_clear_error(pr, github, tmp_path):
-    result = run([sys.executable, "-m", "stages.report", "--base", "no-such-branch"], pr, check=False)
+    result = run([sys.executable, "-m", "tools.review", "--base", "no-such-branch"], pr, check=False)
     assert result.returncode == 1
     assert result.stderr.startswith("error: dvc metrics diff no-such-branch")
     assert len(result.stderr.strip().splitlines()) == 1
@@ -180,12 +182,12 @@ def test_stale_stages_ignores_missing_data_but_not_code_params_or_commands():
     status = {
         "download": [{"changed outs": {"data/raw": "not in cache"}}],
         "preprocess": [{"changed deps": {"data/raw": "deleted"}}],
-        "train": [{"changed deps": {"stages/model.py": "modified", "data/prepared/train.npz": "deleted"}}],
+        "train": [{"changed deps": {"fmnist/model.py": "modified", "data/prepared/train.npz": "deleted"}}],
         "evaluate": [{"changed deps": {"params.yaml": {"evaluate.mirror_average": "modified"}}}, "changed command"],
     }
     outputs = {"data/raw", "data/prepared", "models/model.keras"}
     assert report.stale_stages(status, outputs) == {
-        "train": ["stages/model.py modified"],
+        "train": ["fmnist/model.py modified"],
         "evaluate": ["params evaluate.mirror_average modified", "changed command"],
     }
 

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from stages import params, runtime
+from fmnist import runtime
+from fmnist.params.runtime import RuntimeParams
 from tests.conftest import REPO
 
 # Flags of real CPUs, as /proc/cpuinfo lists them (only those that matter here).
@@ -70,8 +71,9 @@ def child(code: str, env: dict[str, str] | None = None, prefix: list[str] | None
 def test_the_recorded_isa_is_the_one_onednn_reports_and_exact_mode_pins_it():
     probe = """
 import json, sys
-from stages import params, runtime
-config = params.RuntimeParams(mode=sys.argv[1] if len(sys.argv) > 1 else "{mode}", threads=2)
+from fmnist import runtime
+from fmnist.params.runtime import RuntimeParams
+config = RuntimeParams(mode=sys.argv[1] if len(sys.argv) > 1 else "{mode}", threads=2)
 runtime.pin(config)
 import tensorflow as tf
 runtime.configure_tensorflow(config)
@@ -95,14 +97,16 @@ print(json.dumps(runtime.facts(config)))
 # A child process as the train stage starts one: pins, TensorFlow, then the default model's training params.
 SETUP = """
 import json
-from stages import params, runtime
-config = params.RuntimeParams(mode="{mode}", threads=2)
+from fmnist import runtime
+from fmnist.params.runtime import RuntimeParams
+from fmnist.params.train import TrainParams
+config = RuntimeParams(mode="{mode}", threads=2)
 runtime.pin(config)
 import tensorflow as tf
-from stages import training
+from fmnist import training
 from tests.conftest import synthetic_split
 runtime.configure_tensorflow(config)
-train_params = params.TrainParams(model="conv2_bn", epochs=1, batch_size=64, optimizer="adam", learning_rate=0.002,
+train_params = TrainParams(model="conv2_bn", epochs=1, batch_size=64, optimizer="adam", learning_rate=0.002,
     lr_schedule="cosine", weight_decay=0.0, dropout=0.15, label_smoothing=0.0, augment="flip", max_shift=0, seed=42,
     histogram_freq=0, distribute="auto")
 """
@@ -136,16 +140,16 @@ def test_exact_mode_refuses_to_pin_too_late_and_native_mode_changes_nothing():
     import tensorflow  # noqa: F401  (as in any process that has loaded it)
 
     with pytest.raises(RuntimeError, match="before TensorFlow is imported"):
-        runtime.pin(params.RuntimeParams(mode="exact", threads=3), {})
+        runtime.pin(RuntimeParams(mode="exact", threads=3), {})
     environ: dict[str, str] = {}
-    runtime.pin(params.RuntimeParams(mode="native", threads=3), environ)
+    runtime.pin(RuntimeParams(mode="native", threads=3), environ)
     assert environ == {}
 
 
 def test_pins_in_the_environment(monkeypatch):
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
     environ: dict[str, str] = {}
-    runtime.pin(params.RuntimeParams(mode="exact", threads=3), environ)
+    runtime.pin(RuntimeParams(mode="exact", threads=3), environ)
     assert environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     assert environ["TF_NUM_INTRAOP_THREADS"] == "3" and environ["TF_NUM_INTEROP_THREADS"] == "1"
     assert environ["TF_DETERMINISTIC_OPS"] == "1" and environ["CUDA_VISIBLE_DEVICES"] == ""
@@ -188,7 +192,7 @@ def test_exact_mode_warns_on_a_cpu_it_cannot_promise_and_still_runs(monkeypatch,
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)  # as in a stage, before TensorFlow loads
     monkeypatch.setattr(runtime.platform, "machine", lambda: "aarch64")
     environ: dict[str, str] = {}
-    runtime.pin(params.RuntimeParams(mode="exact", threads=2), environ)
+    runtime.pin(RuntimeParams(mode="exact", threads=2), environ)
     warning = capsys.readouterr().err
     assert warning.startswith(
         "warning: runtime.mode = 'exact' gives the same bits on x86-64 CPUs with AVX2; this aarch64"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from stages import sweep
-from stages.errors import StageError
+from fmnist.errors import StageError
 from tests.conftest import TINY_TRAIN, copy_project, project_env, write_dataset
+from tools import sweep
 
 SWEEP = "train.learning_rate=0.001,0.002"  # both differ from the baseline (TINY_TRAIN), so both train
 
@@ -59,7 +59,7 @@ def test_two_runners_push_their_experiments_and_a_third_clone_sees_both(tmp_path
         run(tmp_path, "git", "clone", "-q", str(tmp_path / "origin.git"), f"runner-{index}")
         runners.append(
             subprocess.Popen(
-                [sys.executable, "-m", "stages.sweep", "run", SWEEP, str(index)],
+                [sys.executable, "-m", "tools.sweep", "run", SWEEP, str(index)],
                 cwd=tmp_path / f"runner-{index}", env=project_env(), stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, text=True,
             )
@@ -72,7 +72,7 @@ def test_two_runners_push_their_experiments_and_a_third_clone_sees_both(tmp_path
 
     run(tmp_path, "git", "clone", "-q", str(tmp_path / "origin.git"), "reviewer")
     reviewer = tmp_path / "reviewer"
-    table = run(reviewer, sys.executable, "-m", "stages.sweep", "show", "--prefix", "sweep-")
+    table = run(reviewer, sys.executable, "-m", "tools.sweep", "show", "--prefix", "sweep-")
     lines = table.splitlines()
     assert lines[0] == "| experiment | test accuracy | single view | test loss | train.learning_rate |"
     assert sorted(line.split(" | ")[0].removeprefix("| ") for line in lines[2:]) == ["sweep-0", "sweep-1"]

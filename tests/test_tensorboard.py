@@ -16,10 +16,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.graph import keras_util
 from tensorboard.plugins.projector import projector_config_pb2
 
-from stages import dataset, params, tblog
-from stages.model import build_model
-from tests import tensorboard_pages
+from fmnist import dataset, params, tensorboard_logs
+from fmnist.model import build_model
+from fmnist.params.all_sections import AllParams
 from tests.conftest import REPO, free_port, project_on_tiny_data, run_every_stage
+from tools import screenshots
 
 EPOCHS = 2
 
@@ -52,7 +53,7 @@ def test_scalars_one_value_per_epoch(logs):
 def test_histograms_of_every_weight_every_epoch(logs):
     train = load(logs / "fit" / "train")
     histograms = [tag for tag in train.Tags()["tensors"] if tag.endswith("/histogram")]
-    config = params.load(REPO / "params.yaml").train
+    config = params.load(AllParams, REPO / "params.yaml").train
     model = build_model(config.model, config.dropout)
     assert sorted(histograms) == sorted(f"{weight.path}/histogram" for weight in model.weights)
     for tag in histograms:
@@ -66,7 +67,7 @@ def test_graph_text_and_sample_images(logs):
     assert steps(train, "keras", "graph_keras_model") == [0]
     config = json.loads(train.Tensors("keras")[0].tensor_proto.string_val[0])
     drawn = [node.name for node in keras_util.keras_model_to_graph_def(config).node]
-    model = build_model(params.load(REPO / "params.yaml").train.model, 0.1)
+    model = build_model(params.load(AllParams, REPO / "params.yaml").train.model, 0.1)
     assert drawn == [f"{model.name}/{name}" for name in ["pixels", *[layer.name for layer in model.layers]]]
     assert steps(train, "model_summary", "text") == [0]
     assert "(Conv2D)" in train.Tensors("model_summary")[0].tensor_proto.string_val[0].decode()
@@ -99,7 +100,7 @@ def test_pr_curves_are_the_classes_own(tmp_path):
     labels = np.array([0, 0, 1, 2, 3, 3])
     probabilities = np.full((6, 10), 0.1, dtype=np.float32)
     probabilities[:, 0] = [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
-    tblog.write_pr_curves(tmp_path, labels, probabilities)
+    tensorboard_logs.write_pr_curves(tmp_path, labels, probabilities)
     run = load(tmp_path)
     true_positives, false_positives, _, false_negatives, precision, recall = tf.make_ndarray(
         run.Tensors("0_T-shirt-top/pr_curves")[0].tensor_proto
@@ -131,14 +132,14 @@ def test_projector_holds_the_test_set_embeddings_images_and_labels(logs):
 def test_sprite_lays_images_out_row_by_row_dark_on_white():
     images = np.zeros((5, 28, 28, 1), dtype=np.uint8)
     images[3] = 200  # the 4th image: row 1, column 1 of a 3 x 3 grid
-    sprite = np.asarray(Image.open(io.BytesIO(tblog.sprite_png(images))))
+    sprite = np.asarray(Image.open(io.BytesIO(tensorboard_logs.sprite_png(images))))
     assert sprite.shape == (84, 84)
     assert (sprite[28:56, 0:28] == 55).all() and (sprite[0:28, 0:28] == 255).all()
     assert (sprite[56:, 56:] == 255).all()  # cells past the last image stay white
 
 
 def test_tensorboard_serves_the_runs_and_plugins(logs):
-    with tensorboard_pages.serving(logs, free_port()) as url:
+    with screenshots.serving(logs, free_port()) as url:
 
         def get(path: str, data: bytes | None = None):
             request = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json"})
@@ -162,10 +163,10 @@ def test_tensorboard_serves_the_runs_and_plugins(logs):
 
 
 @pytest.mark.skipif(
-    not tensorboard_pages.CHROMIUM and not os.environ.get("CI"), reason="needs Debian's chromium (.ci/run installs it)"
+    not screenshots.CHROMIUM and not os.environ.get("CI"), reason="needs Debian's chromium (.ci/run installs it)"
 )
 def test_every_dashboard_shows_the_run_in_a_browser(logs):
     """Each dashboard the README lists, opened in headless Chromium: its data on screen, not only in the HTTP API."""
-    with tensorboard_pages.serving(logs, free_port()) as url:
-        seen = tensorboard_pages.check_dashboards(url)
+    with screenshots.serving(logs, free_port()) as url:
+        seen = screenshots.check_dashboards(url)
     assert seen["projector"].startswith("Points: 50,")  # every test image, no more

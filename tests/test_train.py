@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from stages import params, training
-from stages.errors import StageError
-from stages.model import build_model
+from fmnist import training
+from fmnist.errors import StageError
+from fmnist.model import build_model
+from fmnist.params.train import TrainParams
 from tests.conftest import synthetic_split
 
 
-def tiny_config(**overrides) -> params.TrainParams:
+def tiny_config(**overrides) -> TrainParams:
     values = {
         "model": "seed",
         "epochs": 2,
@@ -29,7 +30,7 @@ def tiny_config(**overrides) -> params.TrainParams:
         "histogram_freq": 1,
         "distribute": "auto",
     }
-    return params.TrainParams(**(values | overrides))
+    return TrainParams(**(values | overrides))
 
 
 @pytest.fixture(scope="module")

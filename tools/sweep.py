@@ -1,8 +1,8 @@
 """A sweep fanned out over machines: each runs one experiment of the grid and shares it with `dvc exp push`.
 
-    python -m stages.sweep plan "train.learning_rate=0.001,0.002 train.dropout=0.1,0.2"   # the grid, as JSON
-    python -m stages.sweep run "<sweep>" INDEX [--prefix sweep] [--remote origin]      # one point, then push it
-    python -m stages.sweep show [--remote origin] [--prefix sweep]   # pull them, a Markdown table by test accuracy
+    python -m tools.sweep plan "train.learning_rate=0.001,0.002 train.dropout=0.1,0.2"   # the grid, as JSON
+    python -m tools.sweep run "<sweep>" INDEX [--prefix sweep] [--remote origin]      # one point, then push it
+    python -m tools.sweep show [--remote origin] [--prefix sweep]   # pull them, a Markdown table by test accuracy
 
 The sweep grammar is `dvc exp run -S`'s (DVC's own Hydra parser: `a=1,2`, `range(1,4)`, `choice(x,y)`), so
 `plan` gives the same grid that `dvc exp run --queue -S ...` would queue on one machine. `run` runs
@@ -16,8 +16,8 @@ import json
 import shlex
 import subprocess
 
-from stages.errors import StageError, run_stage
-from stages.report import dvc
+from fmnist.errors import StageError, run_stage
+from tools.review import dvc
 
 METRICS = "reports/metrics.json"  # evaluate's test metrics
 

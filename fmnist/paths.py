@@ -4,6 +4,7 @@ from pathlib import Path
 
 PIPELINE = Path("dvc.yaml")
 PARAMS = Path("params.yaml")
+LOCK = Path("requirements.txt")  # every package, pinned with hashes (from requirements.in)
 
 RAW_DIR = Path("data/raw")
 # The four canonical Fashion-MNIST files, by role.

@@ -14,19 +14,12 @@ from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 from scmrepo.exceptions import SCMError
 
-from stages import params, tblog
-from stages.dataset import CLASS_NAMES
-from stages.errors import StageError, raise_if_stopped
-from stages.model import build_model
-
-
-class StopOnSignal(keras.callbacks.Callback):
-    """Ends fit, evaluate or predict at the next step after SIGINT/SIGTERM (stages.errors: why at a step)."""
-
-    def on_train_batch_end(self, batch, logs=None):
-        raise_if_stopped()
-
-    on_test_batch_end = on_predict_batch_end = on_train_batch_end
+from fmnist import tensorboard_logs
+from fmnist.dataset import CLASS_NAMES
+from fmnist.errors import StageError
+from fmnist.inference import StopOnSignal, in_batches, without_autotune
+from fmnist.model import build_model
+from fmnist.params.train import TrainParams
 
 
 class EpochStats(keras.callbacks.Callback):
@@ -54,13 +47,13 @@ class EpochStats(keras.callbacks.Callback):
 EXPLODED = 100  # an epoch's mean loss this many times the first step's (about ln 10 = 2.3) has exploded
 
 
-def diverged(what: str, where: str, config: params.TrainParams) -> StageError:
+def diverged(what: str, where: str, config: TrainParams) -> StageError:
     return StageError(
         f"training diverged at {where}: {what}; try a lower train.learning_rate (now {config.learning_rate:g})"
     )
 
 
-def check_finite(model: keras.Model, config: params.TrainParams, where: str = "the last step") -> None:
+def check_finite(model: keras.Model, config: TrainParams, where: str = "the last step") -> None:
     """NaN or infinite weights make a model that predicts one class for everything: never save one."""
     for weight in model.weights:
         if not np.isfinite(keras.ops.convert_to_numpy(weight)).all():
@@ -75,7 +68,7 @@ class DivergenceGuard(keras.callbacks.Callback):
     report its metrics as a result. Raising StageError makes the stage exit 1 with nothing written.
     """
 
-    def __init__(self, config: params.TrainParams, steps_per_epoch: int, log_dir: Path | None):
+    def __init__(self, config: TrainParams, steps_per_epoch: int, log_dir: Path | None):
         super().__init__()
         self.config, self.steps_per_epoch, self.log_dir = config, steps_per_epoch, log_dir
         self.first_loss: float | None = None
@@ -120,18 +113,16 @@ class DivergenceGuard(keras.callbacks.Callback):
     def warn(self, message: str, epoch: int) -> None:
         print(f"warning: {message}", file=sys.stderr, flush=True)
         if self.log_dir is not None:  # TensorBoard's Text tab, beside the curves that show it
-            tblog.write_text(self.log_dir / "train", "warnings", message, step=epoch)
+            tensorboard_logs.write_text(self.log_dir / "train", "warnings", message, step=epoch)
 
 
-def learning_rate(
-    config: params.TrainParams, steps_per_epoch: int
-) -> float | keras.optimizers.schedules.LearningRateSchedule:
+def learning_rate(config: TrainParams, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
     if config.lr_schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=config.epochs * steps_per_epoch)
     return config.learning_rate
 
 
-def compile_model(config: params.TrainParams, train_images: int) -> keras.Model:
+def compile_model(config: TrainParams, train_images: int) -> keras.Model:
     keras.utils.set_random_seed(config.seed)  # weights, shuffling and dropout all follow the seed
     model = build_model(config.model, config.dropout)
     rate = learning_rate(config, steps_per_epoch=-(-train_images // config.batch_size))
@@ -147,11 +138,11 @@ def compile_model(config: params.TrainParams, train_images: int) -> keras.Model:
     return model
 
 
-def targets(labels: np.ndarray, config: params.TrainParams) -> np.ndarray:
+def targets(labels: np.ndarray, config: TrainParams) -> np.ndarray:
     return keras.utils.to_categorical(labels, len(CLASS_NAMES)) if config.label_smoothing else labels
 
 
-def batches(config: params.TrainParams, images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
+def batches(config: TrainParams, images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
     """Training batches in a fresh seeded order each epoch; with `augment: flip`, half the images mirrored; with
     `max_shift: N`, each image moved by up to N pixels each way.
 
@@ -174,25 +165,6 @@ def batches(config: params.TrainParams, images: np.ndarray, labels: np.ndarray) 
     return without_autotune(dataset.prefetch(2))  # 2 batches ready: the pipeline costs ~2% of a step
 
 
-def without_autotune(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """The dataset without tf.data's autotuning thread, which stalled training for about 20 s at a time.
-
-    Keras makes new iterators over the training and validation data every epoch, and deleting an old one waits
-    for its autotuning thread to end. Here that wait left the process idle, every thread asleep, for about 20 s
-    in 2 to 10 of every 20 epochs (gdb: the main thread in ~RootDataset::Iterator, the autotuning thread in the
-    timed wait of Model::OptimizeLoop). Without the thread: no such epoch in 20, and the same weights bit for bit.
-    Nothing here needs tuning: the maps run in one thread ahead of the step and take about 2% of its time.
-    """
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return dataset.with_options(options)
-
-
-def in_batches(arrays, batch_size: int) -> tf.data.Dataset:
-    """Arrays in order, in batches, for validation and prediction (what Keras would make of them, untuned)."""
-    return without_autotune(tf.data.Dataset.from_tensor_slices(arrays).batch(batch_size).prefetch(1))
-
-
 class PipelineLive(Live):
     """DVCLive, also in a Git repository with no commit yet (`git init && dvc init && dvc repro`)."""
 
@@ -212,7 +184,7 @@ def live_logger(folder: Path, model: keras.Model) -> Live:
 
 
 def callbacks(
-    config: params.TrainParams, train_images: int, log_dir: Path | None, live: Live | None = None
+    config: TrainParams, train_images: int, log_dir: Path | None, live: Live | None = None
 ) -> list[keras.callbacks.Callback]:
     # EpochStats comes first so TensorBoard logs its numbers too; the guard fails the run before TensorBoard logs NaN.
     steps = -(-train_images // config.batch_size)
@@ -230,7 +202,7 @@ def callbacks(
 
 def fit(
     model: keras.Model,
-    config: params.TrainParams,
+    config: TrainParams,
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray],
     log_dir: Path | None,
@@ -253,7 +225,7 @@ def fit(
 def fit_across_workers(
     model: keras.Model,
     strategy: tf.distribute.MultiWorkerMirroredStrategy,
-    config: params.TrainParams,
+    config: TrainParams,
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray],
     log_dir: Path | None,

@@ -3,7 +3,7 @@
 import keras
 from keras import layers
 
-from stages.dataset import CLASS_NAMES, IMAGE_SHAPE
+from fmnist.dataset import CLASS_NAMES, IMAGE_SHAPE
 
 INPUT_SHAPE = (*IMAGE_SHAPE, 1)
 

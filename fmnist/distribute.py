@@ -10,7 +10,7 @@ import json
 import os
 from collections.abc import Mapping
 
-from stages.errors import StageError
+from fmnist.errors import StageError
 
 
 def read_tf_config(environ: Mapping[str, str] = os.environ) -> dict:

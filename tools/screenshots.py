@@ -3,7 +3,7 @@ data. Playwright drives Debian's `chromium` (no browser download); its locators 
 
 Used by tests/test_tensorboard.py, and takes the README's screenshots from a real run's logs:
 
-    python -m tests.tensorboard_pages logs --screenshots docs
+    python -m tools.screenshots logs --screenshots docs
 """
 
 import argparse
@@ -22,7 +22,8 @@ import numpy as np
 from PIL import Image
 from playwright.sync_api import FrameLocator, Page, expect, sync_playwright
 
-from stages import params
+from fmnist import params
+from fmnist.params.all_sections import AllParams
 
 CHROMIUM = shutil.which("chromium")
 VIEWPORT = {"width": 1600, "height": 1000}
@@ -165,7 +166,7 @@ def graph_node(page: Page, name: str):
 
 def check_graphs(page: Page) -> str:
     """The op graph (the model as one expandable group of ops), then the conceptual graph expanded to its layers."""
-    model = params.load().train.model  # the run's architecture names the graph's top group
+    model = params.load(AllParams).train.model  # the run's architecture names the graph's top group
     graph_node(page, "pixels")
     op_graph_model = page.locator("svg text.nodelabel", has_text=model).filter(visible=True)
     expect(op_graph_model).to_have_count(1)  # named e.g. conv3_bn_1 (TensorFlow's name scope for the traced call)

@@ -1,6 +1,6 @@
 """Pull-request review: what HEAD commits against what the base commits, whether it is stale, whether it reproduces.
 
-    python -m stages.report --base main [--reproduce] [--comment PR] [--out review]
+    python -m tools.review --base main [--reproduce] [--comment PR] [--out review]
 
 1. Committed results: `dvc metrics diff`, `dvc params diff` and `dvc plots diff` between the base revision
    and HEAD as committed, so a reviewer sees the author's claim without any training.
@@ -13,7 +13,7 @@
 
 Writes review/report.md (training curves inline as Mermaid charts, which GitHub renders), appends it
 to $GITHUB_STEP_SUMMARY when set and, with --comment, posts it as one pull-request comment that later
-runs update (stages/github.py). Exits 1, after all that, if a check failed.
+runs update (fmnist/github.py). Exits 1, after all that, if a check failed.
 """
 
 import argparse
@@ -26,9 +26,15 @@ from pathlib import Path
 
 import yaml
 
-from stages import github, params, paths
-from stages.errors import StageError, run_stage
-from stages.files import write_text
+from fmnist import environment, github, params, paths
+from fmnist.errors import StageError, run_stage
+from fmnist.files import write_text
+from fmnist.params.review import ReviewParams
+
+
+class Params(params.Section):
+    review: ReviewParams
+
 
 MARKER = "<!-- fashion-mnist-review -->"  # lets the workflow find and update its own comment
 HEADLINE = "accuracy"
@@ -345,9 +351,9 @@ def max_accuracy_drop(base: str) -> float:
     """The base's threshold: a pull request must not loosen its own gate."""
     try:
         section = params.read_yaml(run(["git", "show", f"{base}:{paths.PARAMS}"]))["review"]  # as DVC reads it
-        return params.ReviewParams.model_validate(section).max_accuracy_drop
+        return ReviewParams.model_validate(section).max_accuracy_drop
     except (StageError, KeyError, TypeError, ValueError):  # a base without a valid one
-        return params.load().review.max_accuracy_drop
+        return params.load(Params).review.max_accuracy_drop
 
 
 def check_head(head: str, reproduce: bool) -> tuple[dict[str, list[str]], Results | None, str | None]:
@@ -363,6 +369,9 @@ def check_head(head: str, reproduce: bool) -> tuple[dict[str, list[str]], Result
             stale = stale_stages(status, pipeline_outputs(checkout / paths.PIPELINE))
             if not reproduce or stale:
                 return stale, None, None
+            unlocked = environment.lock_differences(checkout / paths.LOCK)
+            if unlocked:  # the promise covers the locked packages: a re-run elsewhere proves nothing
+                return stale, None, f"this environment is not {head}'s {paths.LOCK}: {', '.join(unlocked)}"
             print(f"reproducing {head} in a fresh checkout: dvc repro", flush=True)
             if subprocess.run(["dvc", "repro"], cwd=checkout).returncode != 0:
                 return stale, None, f"`dvc repro` of {head} failed (its output is in the log)"

@@ -12,9 +12,11 @@ bits. `native` leaves TensorFlow's defaults: fastest on the machine at hand, sam
 import os
 import platform
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from stages import params
+from fmnist.params.runtime import RuntimeParams
 
 EXACT_ISA = "AVX2"  # every x86-64 CPU sold since about 2015 has it
 EXACT_INTER_OP_THREADS = 1  # independent ops one after another: order of execution never matters then
@@ -76,7 +78,7 @@ def onednn_isa(flags: set[str], cap: str | None = None) -> str | None:
     return best
 
 
-def pin(config: params.RuntimeParams, environ: dict[str, str] = os.environ) -> None:
+def pin(config: RuntimeParams, environ: dict[str, str] = os.environ) -> None:
     """Set what TensorFlow reads when it loads; call before the first `import tensorflow`."""
     if config.mode != "exact":
         return
@@ -101,7 +103,47 @@ def pin(config: params.RuntimeParams, environ: dict[str, str] = os.environ) -> N
     )
 
 
-def configure_tensorflow(config: params.RuntimeParams) -> None:
+VERBOSE = "FMNIST_VERBOSE"  # set to 1 to see TensorFlow's C++ start-up lines again (fmnist/__init__.py)
+
+
+@contextmanager
+def tensorflow_startup_quiet() -> Iterator[None]:
+    """Keep what C++ code writes to stderr (file descriptor 2) off it for the block, unless FMNIST_VERBOSE is set.
+
+    TensorFlow 2.21 logs through Abseil, which writes every message to stderr until absl::InitializeLog() is called,
+    and TensorFlow never calls it: TF_CPP_MIN_LOG_LEVEL does not silence the start-up lines (oneDNN's notice, CUDA
+    probing, an error-level 'failed call to cuInit' on machines without a GPU). Python exceptions raised in the
+    block still reach stderr, after it.
+    """
+    if os.environ.get(VERBOSE, "") not in ("", "0"):
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def start_tensorflow(config: RuntimeParams, start_runtime: bool = True) -> None:
+    """Pin, import and configure TensorFlow, and start its runtime, quietly (tensorflow_startup_quiet).
+
+    start_runtime=False leaves the runtime to start later, for what must come first (a multi-worker strategy).
+    """
+    pin(config)
+    with tensorflow_startup_quiet():
+        import tensorflow as tf
+
+        configure_tensorflow(config)
+        if start_runtime:
+            tf.config.list_logical_devices()  # device probing says its piece now
+
+
+def configure_tensorflow(config: RuntimeParams) -> None:
     """The pins that TensorFlow takes as calls, right after import and before the first op."""
     if config.mode != "exact":
         return
@@ -143,7 +185,7 @@ def _threads(configured: int, variable: str) -> int:
     return configured or (int(from_environment) if from_environment.isdigit() else 0) or len(os.sched_getaffinity(0))
 
 
-def facts(config: params.RuntimeParams) -> dict[str, object]:
+def facts(config: RuntimeParams) -> dict[str, object]:
     """What decided the bits of this process's arithmetic, as recorded next to the metrics."""
     import tensorflow as tf
 
@@ -151,7 +193,6 @@ def facts(config: params.RuntimeParams) -> dict[str, object]:
     onednn_on = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
     return {
         "runtime_mode": config.mode,
-        "tensorflow": tf.__version__,
         "onednn_isa": onednn_isa(cpu_flags(), cap) if onednn_on else "off",
         "intra_op_threads": _threads(tf.config.threading.get_intra_op_parallelism_threads(), "TF_NUM_INTRAOP_THREADS"),
         "inter_op_threads": _threads(tf.config.threading.get_inter_op_parallelism_threads(), "TF_NUM_INTEROP_THREADS"),

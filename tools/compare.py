@@ -1,6 +1,6 @@
 """Compare runs in TensorBoard: gather the logs of several runs into one log root and serve it.
 
-    python -m stages.compare workspace main my-experiment [--out compare] [--port 6006] [--no-serve]
+    python -m tools.compare workspace main my-experiment [--out compare] [--port 6006] [--no-serve]
 
 Each run is the workspace, a git revision, or a DVC experiment name; its logs/ come out of the
 DVC cache for that revision (no re-training) into compare/<run>/, so TensorBoard's Scalars and
@@ -14,9 +14,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from stages import paths
-from stages.errors import StageError, run_stage
-from stages.report import dvc
+from fmnist import paths
+from fmnist.errors import StageError, run_stage
+from tools.review import dvc
 
 WORKSPACE = "workspace"
 

@@ -1,4 +1,4 @@
-"""Classify image files with the trained model: `python -m stages.predict IMAGE... [--json]`.
+"""Classify image files with the trained model: `python -m tools.predict IMAGE... [--json]`.
 
 Any PNG or JPEG, any size, photo or drawing: each is turned into a Fashion-MNIST image the way
 Zalando made theirs (grayscale, negated so the object is light on black, trimmed to the object,
@@ -16,8 +16,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from stages import dataset, params, paths
-from stages.errors import StageError, run_stage
+from fmnist import dataset, params, paths, runtime
+from fmnist.errors import StageError, run_stage
+from fmnist.params.evaluate import EvaluateParams
+from fmnist.params.runtime import RuntimeParams
+
+
+class Params(params.Section):  # the views evaluate averages over, computed as evaluate computes them
+    evaluate: EvaluateParams
+    runtime: RuntimeParams
+
 
 TRIM_THRESHOLD = 0.05 * 255  # Zalando's trim: edges within 5% of the background's intensity are background
 
@@ -73,13 +81,13 @@ def top_classes(probabilities: np.ndarray, count: int) -> list[dict[str, object]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.predict", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.predict", description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="+", type=Path, help="PNG or JPEG files")
     parser.add_argument("--model", type=Path, default=paths.MODEL, help=f"a saved Keras model (default {paths.MODEL})")
     parser.add_argument("--top", type=int, default=3, choices=range(1, len(dataset.CLASS_NAMES) + 1), metavar="K")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout, for machines")
     args = parser.parse_args()
-    config = params.load()
+    config = params.load(Params)
 
     results: list[dict[str, object]] = [{"image": str(path)} for path in args.images]
     readable: list[tuple[dict, np.ndarray]] = []
@@ -90,11 +98,15 @@ def main() -> None:
             print(f"error: {error}", file=sys.stderr)
             result["error"] = str(error)
     if readable:
-        from stages import evaluate  # TensorFlow loads with the model, only once there is something to classify
+        runtime.start_tensorflow(config.runtime)  # takes seconds: only once there is something to classify
+        from fmnist import inference
 
-        model = evaluate.load_model(args.model, config.runtime)
+        model = inference.load_model(args.model)
         batch = np.stack([image for _, image in readable])
-        probabilities, _ = evaluate.class_probabilities(model, batch, config.evaluate)
+        averaging = config.evaluate
+        probabilities, _ = inference.class_probabilities(
+            model, batch, averaging.mirror_average, averaging.shift_average
+        )
         for (result, _), answer in zip(readable, probabilities):
             result["top"] = top_classes(answer, args.top)
     if args.json:

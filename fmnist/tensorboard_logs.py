@@ -12,9 +12,9 @@ from tensorboard.plugins import projector
 from tensorboard.plugins.hparams import api as hparams_api
 from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 
-from stages.dataset import CLASS_NAMES, class_names
-from stages.figures import image_grid, png_bytes
-from stages.model import INPUT_SHAPE
+from fmnist.dataset import CLASS_NAMES, class_names
+from fmnist.figures import image_grid, png_bytes
+from fmnist.model import INPUT_SHAPE
 
 # The projector's files, relative to its run folder: TensorBoard refuses asset paths that resolve outside it.
 EMBEDDING_CHECKPOINT = "embedding.ckpt"
@@ -95,7 +95,7 @@ def write_projector(
     """The Projector tab: one point per image (its embedding), drawn as the image itself, with its class, the
     predicted class and whether they agree as metadata to colour and search by."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    # The checkpoint's state file names it relatively, so the folder can move (DVC's cache, stages.compare).
+    # The checkpoint's state file names it relatively, so the folder can move (DVC's cache, tools.compare).
     tf.train.Checkpoint(embedding=tf.Variable(embeddings)).save(str(run_dir / EMBEDDING_CHECKPOINT))
     rows = ["label\tpredicted\tcorrect"] + [
         f"{CLASS_NAMES[actual]}\t{CLASS_NAMES[guess]}\t{'yes' if actual == guess else 'no'}"

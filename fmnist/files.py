@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from stages.errors import StageError, out_of_space, raise_if_stopped, signals_deferred
+from fmnist.errors import StageError, out_of_space, raise_if_stopped, signals_deferred
 
 
 def _umask() -> int:

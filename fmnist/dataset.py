@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.errors import StageError
+from fmnist.errors import StageError
 
 CLASS_NAMES = (
     "T-shirt/top",

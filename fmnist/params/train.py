@@ -1,0 +1,31 @@
+"""params.yaml `train`: the model and how it is fitted."""
+
+from typing import Literal
+
+from pydantic import Field
+
+from fmnist.params import Section, Seed
+
+# Model names understood by fmnist.model.build_model (kept in step by a test).
+Architecture = Literal["seed", "conv2_bn", "conv3_bn"]
+Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
+Schedule = Literal["constant", "cosine"]
+Distribute = Literal["auto", "none", "multi_worker"]
+Augment = Literal["none", "flip"]
+
+
+class TrainParams(Section):
+    model: Architecture
+    epochs: int = Field(ge=1, le=10_000)
+    batch_size: int = Field(ge=1, le=60_000)
+    optimizer: Optimizer
+    learning_rate: float = Field(gt=0)
+    lr_schedule: Schedule
+    weight_decay: float = Field(ge=0, lt=1)
+    dropout: float = Field(ge=0, lt=1)
+    label_smoothing: float = Field(ge=0, lt=1)
+    augment: Augment
+    max_shift: int = Field(ge=0, le=14)
+    seed: Seed
+    histogram_freq: int = Field(ge=0)
+    distribute: Distribute
