@@ -13,6 +13,8 @@ from fmnist import dataset, distribute, training
 from fmnist.errors import StageError
 from tests.conftest import copy_project, free_port, project_env, synthetic_split
 
+pytestmark = pytest.mark.slow  # real processes of dvc, git and the stages: run by CI, not everyday
+
 WORKERS = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 1}}
 
 

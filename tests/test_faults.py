@@ -23,6 +23,8 @@ import yaml
 
 from tests.conftest import TINY_TRAIN, QuietHandler, copy_project, project_env, write_dataset
 
+pytestmark = pytest.mark.slow  # real processes of dvc, git and the stages: run by CI, not everyday
+
 STAGES = ["download", "preprocess", "train", "evaluate"]
 OUTPUT_DIRS = ("data", "models", "logs", "reports")
 FIRST_TEMPORARY = {  # where each stage's first staged output appears: it is writing from then on

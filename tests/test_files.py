@@ -6,7 +6,7 @@ import pytest
 
 from fmnist import errors
 from fmnist.errors import Interrupted, StageError
-from fmnist.files import atomic_dir, atomic_path, staged_outputs, write_text
+from fmnist.files import atomic_dir, atomic_path, live_dir, staged_outputs, write_text
 
 
 def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -127,3 +127,21 @@ def test_a_stop_signal_whose_exception_was_lost_still_publishes_nothing(tmp_path
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_live_folder_is_written_in_place_and_the_previous_comes_back_on_failure(tmp_path):
+    live = tmp_path / "training"
+    live.mkdir()
+    (live / "metrics.json").write_text("previous run")
+    with pytest.raises(StageError), live_dir(live) as folder:
+        assert folder == live and not live.exists()  # written in place: live readers see the new run
+        live.mkdir()
+        (live / "metrics.json").write_text("half of a new run")
+        raise StageError("the run failed")
+    assert (live / "metrics.json").read_text() == "previous run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["training"]  # nothing left beside it
+    with live_dir(live):
+        live.mkdir()
+        (live / "metrics.json").write_text("new run")
+    assert (live / "metrics.json").read_text() == "new run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["training"]

@@ -18,10 +18,13 @@ from tools import review as report
 MERMAID = REPO / "tests" / "browser" / "node_modules" / "mermaid" / "dist" / "mermaid.min.js"
 CHROMIUM = shutil.which("chromium")
 
-pytestmark = pytest.mark.skipif(
-    (not CHROMIUM or not MERMAID.exists()) and not os.environ.get("CI"),
-    reason="needs chromium and tests/browser/node_modules (.ci/run installs both)",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        (not CHROMIUM or not MERMAID.exists()) and not os.environ.get("CI"),
+        reason="needs chromium and tests/browser/node_modules (.ci/run installs both)",
+    ),
+]
 
 # Renders every chart, then leaves one line of JSON in <pre id="result">: per chart, its SVG's line count or error.
 PAGE = """<!doctype html><html><body><pre id="result"></pre>

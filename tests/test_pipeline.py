@@ -13,6 +13,8 @@ import pytest
 
 from tests.conftest import TINY_TRAIN, copy_project, project_env, project_on_tiny_data
 
+pytestmark = pytest.mark.slow  # real processes of dvc, git and the stages: run by CI, not everyday
+
 
 def run(args: list[str], cwd) -> str:
     result = subprocess.run(args, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=600)

@@ -29,10 +29,13 @@ ARTICLE_RUN = {
 
 DEBIAN_COPY = Path("/usr/share/datasets/fashion-mnist")
 
-pytestmark = pytest.mark.skipif(
-    not DEBIAN_COPY.is_dir() and not os.environ.get("CI"),
-    reason="needs Debian's dataset-fashion-mnist (CI installs it)",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not DEBIAN_COPY.is_dir() and not os.environ.get("CI"),
+        reason="needs Debian's dataset-fashion-mnist (CI installs it)",
+    ),
+]
 
 
 def test_one_epoch_on_real_data_beats_080(tmp_path):

@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import TINY_TRAIN, copy_project, free_port, project_env, write_dataset
 
+pytestmark = pytest.mark.slow  # real processes of dvc, git and the stages: run by CI, not everyday
+
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 

@@ -78,6 +78,7 @@ def review(project, github, tmp_path, *args):
     return result, (project / "review" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_reproduced_pull_request_is_reported_and_its_comment_updated_not_duplicated(pr, github, tmp_path):
     result, text = review(pr, github, tmp_path, "--reproduce", "--comment", "7")
     assert result.returncode == 0, result.stderr
@@ -104,6 +105,7 @@ def test_a_reproduced_pull_request_is_reported_and_its_comment_updated_not_dupli
     assert [method for method, _ in github.requests] == ["GET", "POST", "GET", "PATCH"]
 
 
+@pytest.mark.slow
 def test_changing_code_or_params_without_repro_is_stale_and_fails_naming_the_stages(pr, github, tmp_path):
     set_params(pr, train={"dropout": 0.2})
     (pr / "stages" / "evaluate.py").write_text((pr / "stages" / "evaluate.py").read_text() + "\n# edited\n")
@@ -116,6 +118,7 @@ def test_changing_code_or_params_without_repro_is_stale_and_fails_naming_the_sta
     assert "**Reproduction not run** (results are stale)" in text
 
 
+@pytest.mark.slow
 def test_a_committed_digest_that_does_not_reproduce_fails(pr, github, tmp_path):
     # Results from elsewhere: another digest, committed consistently with dvc.lock, so nothing is stale.
     fingerprint = json.loads((pr / paths.FINGERPRINT).read_text()) | {"weights_sha256": "0" * 64}
@@ -132,6 +135,7 @@ def test_a_committed_digest_that_does_not_reproduce_fails(pr, github, tmp_path):
     assert github.comments[0]["body"] == text  # the failing report is still posted
 
 
+@pytest.mark.slow
 def test_a_reproduction_that_fails_to_run_is_reported_and_fails(pr, github, tmp_path):
     source = pr.parent / "source"
     source.rename(pr.parent / "moved")  # the data the committed params name is gone
@@ -146,6 +150,7 @@ def test_a_reproduction_that_fails_to_run_is_reported_and_fails(pr, github, tmp_
     assert "❌ **Not reproduced**: `dvc repro` of HEAD failed" in text and github.comments[0]["body"] == text
 
 
+@pytest.mark.slow
 def test_a_read_only_token_still_writes_the_report_and_runs_the_checks(pr, github, tmp_path):
     github.read_only = True
     result, text = review(pr, github, tmp_path, "--comment", "9")
@@ -154,6 +159,7 @@ def test_a_read_only_token_still_writes_the_report_and_runs_the_checks(pr, githu
     assert github.comments == [] and (tmp_path / "summary.md").read_text() == text
 
 
+@pytest.mark.slow
 def test_the_gate_compares_committed_head_with_committed_base(pr, github, tmp_path):
     metrics = json.loads((pr / paths.METRICS).read_text())
     base_accuracy = json.loads(run(["git", "show", f"base:{paths.METRICS}"], pr).stdout)["accuracy"]
@@ -168,6 +174,24 @@ def test_the_gate_compares_committed_head_with_committed_base(pr, github, tmp_pa
     assert "**Gate failed**" in text
 
 
+@pytest.mark.slow
+def test_a_pull_request_cannot_loosen_its_own_gate(pr, github, tmp_path):
+    """The PR raises review.max_accuracy_drop to 0.5 and drops accuracy past the base's limit: that limit holds."""
+    metrics = json.loads((pr / paths.METRICS).read_text())
+    base_accuracy = json.loads(run(["git", "show", f"base:{paths.METRICS}"], pr).stdout)["accuracy"]
+    limit = params.load(AllParams, pr / "params.yaml").review.max_accuracy_drop
+    metrics["accuracy"] = round(base_accuracy - limit - 0.001, 4)
+    (pr / paths.METRICS).write_text(json.dumps(metrics))
+    set_params(pr, review={"max_accuracy_drop": 0.5})
+    subprocess.run(["dvc", "commit", "-q", "-f", "evaluate"], cwd=pr, env=project_env(), check=True)
+    commit(pr, "worse, with a looser gate")
+    result, text = review(pr, github, tmp_path)
+    assert result.returncode == 1
+    assert f"more than the allowed {limit * 100:.2g} pp" in result.stderr
+    assert "**Gate failed**" in text
+
+
+@pytest.mark.slow
 def test_an_unknown_base_revision_is_one_clear_error(pr, github, tmp_path):
     result = run([sys.executable, "-m", "tools.review", "--base", "no-such-branch"], pr, check=False)
     assert result.returncode == 1
@@ -210,6 +234,16 @@ def test_gate_problem():
     assert "fell from 0.9000 to 0.8900" in report.gate_problem(results(0.9), results(0.89), 0.005)
     assert report.gate_problem(results(0.9), results(0.89), 0.02) is None
     assert report.gate_problem(report.Results(), results(0.9), 0.005) is None
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "fails"),
+    [(0.9403, 0.9303, False), (0.94, 0.93, False), (0.9403, 0.9302, True), (0.9403, 0.9403, False)],
+)
+def test_the_gate_allows_a_drop_of_exactly_the_limit_and_no_more(before, after, fails):
+    """Metrics carry 4 decimals: the drop is compared in those units, so 0.94 - 0.93 (0.010000000000000009 in
+    floating point) is exactly the 0.01 limit, and one unit of the last decimal more fails."""
+    assert (report.gate_problem(results(before), results(after), 0.01) is not None) == fails
 
 
 def test_mermaid_chart_has_one_line_per_series_and_names_their_colours():

@@ -1,11 +1,13 @@
 """Exact mode: the pins hold when this machine's defaults differ, and the recorded facts say what ran."""
 
 import json
+import mmap
 import os
 import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -43,14 +45,37 @@ def test_onednn_isa_is_the_highest_level_the_cpu_has_under_the_cap(flags, cap, e
     assert runtime.onednn_isa(flags, cap) == expected
 
 
-# How oneDNN names its levels in its verbose output.
+# How oneDNN names each level in its verbose output (`onednn_verbose,info,cpu,isa:...`): every name of
+# src/cpu/x64/cpu_isa_traits.cpp's isa_info_t::get_name() as the oneDNN inside TensorFlow 2.21 has them (read from
+# libtensorflow_cc.so.2: no "(preview support)" suffixes, no AVX10.2 yet), and the level each stands for.
 ONEDNN_VERBOSE_NAMES = {
+    "Intel SSE4.1": "SSE41",
+    "Intel AVX": "AVX",
     "Intel AVX2": "AVX2",
     "Intel AVX2 with Intel DL Boost": "AVX2_VNNI",
+    "Intel AVX2 with Intel DL Boost, float16 and bfloat16 support": "AVX2_VNNI_2",
     "Intel AVX-512 with AVX512BW, AVX512VL, and AVX512DQ extensions": "AVX512_CORE",
     "Intel AVX-512 with Intel DL Boost": "AVX512_CORE_VNNI",
     "Intel AVX-512 with Intel DL Boost and bfloat16 support": "AVX512_CORE_BF16",
+    "Intel AVX-512 with Intel DL Boost and bfloat16 support on Ymm/Zmm": "AVX512_CORE_BF16",  # ONEDNN_CPU_ISA_HINTS
+    "Intel AVX-512 with float16, Intel DL Boost and bfloat16 support": "AVX512_CORE_FP16",  # (a trailing space)
+    "Intel AVX-512 with float16, Intel DL Boost and bfloat16 support and Intel AMX with bfloat16 and 8-bit integer "
+    "support": "AVX512_CORE_AMX",
+    "Intel AVX-512 with float16, Intel DL Boost and bfloat16 support and Intel AMX with bfloat16, float16 and 8-bit "
+    "integer support": "AVX512_CORE_AMX_FP16",
 }
+
+
+def test_the_verbose_names_are_the_ones_in_tensorflows_onednn():
+    """The table above against the strings compiled into TensorFlow's library: a new oneDNN fails this first."""
+    import tensorflow as tf
+
+    library = Path(tf.__file__).parent / "libtensorflow_cc.so.2"
+    with open(library, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as binary:
+        for name in ONEDNN_VERBOSE_NAMES:
+            as_compiled = name + (" " if ONEDNN_VERBOSE_NAMES[name] == "AVX512_CORE_FP16" else "")
+            assert binary.find(as_compiled.encode() + b"\0") >= 0, name  # the whole C string
+
 
 CHILD_ENV = {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -67,6 +92,7 @@ def child(code: str, env: dict[str, str] | None = None, prefix: list[str] | None
     return result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("avx2" not in runtime.cpu_flags(), reason="needs an x86-64 CPU with AVX2")
 def test_the_recorded_isa_is_the_one_onednn_reports_and_exact_mode_pins_it():
     probe = """
@@ -84,7 +110,7 @@ print(json.dumps(runtime.facts(config)))
     for mode in ("native", "exact"):
         for cap in caps:
             output = child(probe.format(mode=mode), {"ONEDNN_VERBOSE": "1", "ONEDNN_MAX_CPU_ISA": cap or ""})
-            said = re.search(r"^onednn_verbose,.*,isa:(.*)$", output, re.MULTILINE).group(1)
+            said = re.search(r"^onednn_verbose,.*,isa:(.*)$", output, re.MULTILINE).group(1).strip()
             facts = json.loads(output.strip().splitlines()[-1])
             assert said in ONEDNN_VERBOSE_NAMES, f"oneDNN's name {said!r} is not in this test's table"
             assert facts["onednn_isa"] == ONEDNN_VERBOSE_NAMES[said], (mode, cap)
@@ -122,13 +148,21 @@ print(training.weights_sha256(model))
 )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2, reason="needs taskset, 2 cores")
 @pytest.mark.skipif("avx512f" not in runtime.cpu_flags(), reason="needs a CPU with AVX-512 to change the ISA")
 def test_exact_mode_gives_one_digest_where_the_defaults_give_several():
     """Other instruction sets and core counts, on this machine: what another CPU would change."""
     one_core = ["taskset", "-c", "0"]
     # What a user or another machine would change: the ISA cap (AVX-512 here, AVX2 on older CPUs), the cores.
-    exact_settings = [({}, None), ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, None), ({}, one_core)]
+    # AVX2 set by hand as well: without exact mode's own cap, the CPU's default and AVX512_CORE can give the same
+    # float32 kernels (they did on a Sapphire Rapids), but AVX2's are others.
+    exact_settings = [
+        ({}, None),
+        ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, None),
+        ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, None),
+        ({}, one_core),
+    ]
     native_settings = [({}, None), ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, None), ({}, one_core)]
     exact = {child(TRAIN.format(mode="exact"), env, prefix).split()[-1] for env, prefix in exact_settings}
     native = {child(TRAIN.format(mode="native"), env, prefix).split()[-1] for env, prefix in native_settings}
@@ -180,6 +214,7 @@ print(json.dumps(sorted(types)))
 )
 
 
+@pytest.mark.slow
 def test_exact_mode_trains_and_predicts_without_approximate_instructions():
     """What TensorFlow runs, not what the Python code says: Grappler rewrites x / sqrt(y) and 1 / y."""
     exact = set(json.loads(child(EXECUTED_OPS.format(mode="exact")).splitlines()[-1]))

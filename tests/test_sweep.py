@@ -37,6 +37,7 @@ def test_the_grid_is_dvcs_own():
         sweep.grid("train.seed")
 
 
+@pytest.mark.slow
 def test_two_runners_push_their_experiments_and_a_third_clone_sees_both(tmp_path):
     checksums = write_dataset(tmp_path / "mirror")
     project = copy_project(

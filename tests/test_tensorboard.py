@@ -162,6 +162,7 @@ def test_tensorboard_serves_the_runs_and_plugins(logs):
         assert {m["name"]["tag"] for m in experiment["metricInfos"]} >= {"test_accuracy", "val_accuracy"}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not screenshots.CHROMIUM and not os.environ.get("CI"), reason="needs Debian's chromium (.ci/run installs it)"
 )

@@ -1,4 +1,5 @@
 import csv
+import hashlib
 import json
 
 import keras
@@ -206,3 +207,19 @@ def test_a_loss_that_exploded_and_stayed_high_fails_the_run_at_the_end(data):
 def test_a_steady_run_gives_no_warning(data, capsys):
     train_once(data)
     assert "warning" not in capsys.readouterr().err
+
+
+def test_the_digest_is_of_every_weight_in_order_and_each_one_counts():
+    """weights_sha256 is the SHA-256 of every weight array's bytes in get_weights() order (batch-norm moving
+    statistics and the classifier's bias included): a change to any single value of any array changes it."""
+    model = build_model("conv3_bn", 0.0)
+    weights = model.get_weights()
+    whole = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes() for w in weights)).hexdigest()
+    assert training.weights_sha256(model) == whole
+    for index, weight in enumerate(weights):
+        changed = weight.copy()
+        changed.flat[-1] = np.nextafter(changed.flat[-1], np.float32(np.inf))  # one bit of its last value
+        model.set_weights([*weights[:index], changed, *weights[index + 1 :]])
+        assert training.weights_sha256(model) != whole, model.weights[index].path
+    model.set_weights(weights)
+    assert training.weights_sha256(model) == whole

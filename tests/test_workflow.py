@@ -22,12 +22,14 @@ WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 BIN = Path(sys.executable).parent
 
 
-def test_there_is_a_pull_request_workflow_and_a_sweep_workflow():
-    assert [w.name for w in WORKFLOWS] == ["review.yml", "sweep.yml"]
-    text = WORKFLOWS[0].read_text()
+def test_there_is_a_ci_workflow_a_pull_request_workflow_and_a_sweep_workflow():
+    assert [w.name for w in WORKFLOWS] == ["ci.yml", "review.yml", "sweep.yml"]
+    ci = WORKFLOWS[0].read_text()
+    assert "push:" in ci and "pull_request:" in ci and "bash .ci/run" in ci and "cache: pip" in ci
+    text = WORKFLOWS[1].read_text()
     assert "pull_request:" in text and "python -m tools.review" in text
     assert "--reproduce" in text and "--comment" in text
-    sweep = WORKFLOWS[1].read_text()
+    sweep = WORKFLOWS[2].read_text()
     assert "workflow_dispatch:" in sweep and "max-parallel: ${{ fromJSON(inputs.max-parallel) }}" in sweep
     for command in ("tools.sweep plan", "tools.sweep run", "tools.sweep show"):
         assert command in sweep
