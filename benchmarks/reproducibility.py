@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import sys
 
-from fmnist import params, runtime
+from fmnist import cpu, params, runtime
 from fmnist.params.all_sections import AllParams
 
 # Settings that change what TensorFlow does by default on this machine; exact mode must not care.
@@ -66,7 +66,7 @@ def run_child(mode: str, images: int, epochs: int, env: dict | None = None, pref
 
 
 def digests(images: int) -> None:
-    print(f"one epoch of the default model on {images} training images; CPU: {runtime.cpu_model()}")
+    print(f"one epoch of the default model on {images} training images; CPU: {cpu.model()}")
     for mode in ("exact", "native"):
         seen = set()
         for name, (env, prefix) in SETTINGS.items():
@@ -82,7 +82,7 @@ EMULATED_CPUS = ["Haswell", "EPYC-Rome"]
 
 
 def emulated(images: int) -> None:
-    host = f"this machine ({runtime.cpu_model()})"
+    host = f"this machine ({cpu.model()})"
     print(f"one epoch of the default model on {images} training images")
     for mode in ("exact", "native"):
         runs = {host: run_child(mode, images, 1)}

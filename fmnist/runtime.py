@@ -21,20 +21,33 @@ from fmnist.params.runtime import RuntimeParams
 EXACT_ISA = "AVX2"  # every x86-64 CPU sold since about 2015 has it
 EXACT_INTER_OP_THREADS = 1  # independent ops one after another: order of execution never matters then
 
-# oneDNN's x86-64 instruction-set levels (the names ONEDNN_MAX_CPU_ISA takes), lowest first, each with
-# the /proc/cpuinfo flags it needs on top of the level before.
-ONEDNN_LADDER = [
-    ("SSE41", {"sse4_1"}),
-    ("AVX", {"avx"}),
-    ("AVX2", {"avx2", "fma"}),
-    ("AVX512_CORE", {"avx512f", "avx512bw", "avx512vl", "avx512dq"}),
-    ("AVX512_CORE_VNNI", {"avx512_vnni"}),
-    ("AVX512_CORE_BF16", {"avx512_bf16"}),
-    ("AVX512_CORE_FP16", {"avx512_fp16"}),
-    ("AVX512_CORE_AMX", {"amx_tile", "amx_int8", "amx_bf16"}),
-]
-# A side branch: AVX2 plus VNNI on CPUs without AVX-512; the AVX-512 levels do not include it.
-AVX2_VNNI = "AVX2_VNNI"
+# oneDNN's x86-64 instruction-set levels, as the oneDNN inside TensorFlow 2.21 defines them (src/cpu/x64/
+# cpu_isa_traits.hpp): the names ONEDNN_MAX_CPU_ISA takes, highest first (the order oneDNN tries them in), each with
+# its bits (a level includes every level whose bits it has: a cap allows the levels it includes) and the
+# /proc/cpuinfo flags its `mayiuse` check needs.
+_AVX512_CORE = {"avx512f", "avx512bw", "avx512vl", "avx512dq"}
+_AVX512_FP16 = _AVX512_CORE | {"avx512_vnni", "avx512_bf16", "avx512_fp16", "avx2", "avx_vnni"}
+_AMX = _AVX512_FP16 | {"amx_tile", "amx_int8", "amx_bf16"}
+# AVX2_VNNI_2 also needs AVX-VNNI-INT8 and AVX-NE-CONVERT (CPUID leaf 7.1 EDX), which Linux does not list in
+# /proc/cpuinfo: on a CPU with AVX-VNNI and no AVX-512 the flags cannot tell AVX2_VNNI from AVX2_VNNI_2.
+ONEDNN_LEVELS = {
+    "AVX512_CORE_AMX_FP16": (0x1FEF, _AMX | {"amx_fp16"}),
+    "AVX512_CORE_AMX": (0xFEF, _AMX),
+    "AVX512_CORE_FP16": (0x1EF, _AVX512_FP16),
+    "AVX512_CORE_BF16": (0xE7, _AVX512_CORE | {"avx512_vnni", "avx512_bf16"}),
+    "AVX512_CORE_VNNI": (0x67, _AVX512_CORE | {"avx512_vnni"}),
+    "AVX512_CORE": (0x27, _AVX512_CORE),
+    "AVX2_VNNI_2": (0x1F, None),  # not decidable from /proc/cpuinfo (above)
+    "AVX2_VNNI": (0xF, {"avx2", "avx_vnni"}),
+    "AVX2": (0x7, {"avx2"}),
+    "AVX": (0x3, {"avx"}),
+    "SSE41": (0x1, {"sse4_1"}),
+}
+ONEDNN_ALIASES = {  # the AVX10.1 names ONEDNN_MAX_CPU_ISA also takes for the same levels
+    "AVX10_1_512": "AVX512_CORE_FP16",
+    "AVX10_1_512_AMX": "AVX512_CORE_AMX",
+    "AVX10_1_512_AMX_FP16": "AVX512_CORE_AMX_FP16",
+}
 
 
 def _cpuinfo() -> dict[str, str]:
@@ -60,22 +73,20 @@ def cpu_model() -> str:
 
 
 def onednn_isa(flags: set[str], cap: str | None = None) -> str | None:
-    """The level oneDNN runs at: the highest one the CPU has, no higher than `cap` (ONEDNN_MAX_CPU_ISA)."""
-    cap = None if cap in (None, "ALL", "DEFAULT") else cap.upper()
-    levels = [name for name, _ in ONEDNN_LADDER]
-    if cap not in (None, AVX2_VNNI, *levels):
+    """The level oneDNN runs at: the highest one the CPU has that `cap` (ONEDNN_MAX_CPU_ISA) allows."""
+    name = None if cap in (None, "", "ALL", "DEFAULT") else ONEDNN_ALIASES.get(cap.upper(), cap.upper())
+    if name is not None and name not in ONEDNN_LEVELS:
         return f"{onednn_isa(flags)} (ONEDNN_MAX_CPU_ISA={cap} not known here)"
-    best, needed = None, set()
-    for name, more in ONEDNN_LADDER:
-        needed |= more
-        if not needed <= flags or (cap == AVX2_VNNI and name == "AVX512_CORE"):
-            break
-        best = name
-        if name == cap:
-            break
-    if best == "AVX2" and "avx_vnni" in flags and cap in (None, AVX2_VNNI):
-        return AVX2_VNNI
-    return best
+    allowed = ONEDNN_LEVELS[name][0] if name else -1
+    for level, (bits, needs) in ONEDNN_LEVELS.items():
+        if bits & allowed != bits:
+            continue
+        if needs is None:  # AVX2_VNNI_2: a CPU with what AVX2_VNNI needs may have it, or not
+            if ONEDNN_LEVELS["AVX2_VNNI"][1] <= flags:
+                return "AVX2_VNNI or AVX2_VNNI_2 (/proc/cpuinfo does not show AVX-VNNI-INT8 and AVX-NE-CONVERT)"
+        elif needs <= flags:
+            return level
+    return None
 
 
 def pin(config: RuntimeParams, environ: dict[str, str] = os.environ) -> None:

@@ -2,9 +2,11 @@
 
 import hashlib
 import io
+import json
 import math
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import keras
@@ -277,6 +279,24 @@ def weights_sha256(model: keras.Model) -> str:
     for weight in model.get_weights():
         digest.update(np.ascontiguousarray(weight).tobytes())
     return digest.hexdigest()
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """`model.save`, without what makes identical weights give other bytes: the time Keras records in the file's
+    metadata.json (`date_saved`) and the zip entries' times. Same weights, same file, so a reproduction leaves the
+    model's hash in dvc.lock and the DVC cache as they were."""
+    model.save(path)
+    with zipfile.ZipFile(path) as saved:
+        entries = [(entry, saved.read(entry)) for entry in saved.infolist()]
+    with zipfile.ZipFile(path, "w") as rewritten:
+        for entry, data in entries:
+            if entry.filename == "metadata.json":
+                metadata = json.loads(data)
+                metadata.pop("date_saved", None)
+                data = json.dumps(metadata).encode()
+            fixed = zipfile.ZipInfo(entry.filename, date_time=(1980, 1, 1, 0, 0, 0))  # the zip format's earliest
+            fixed.compress_type, fixed.external_attr = entry.compress_type, entry.external_attr
+            rewritten.writestr(fixed, data)
 
 
 def model_summary(model: keras.Model) -> str:

@@ -59,7 +59,7 @@ def main() -> None:
         history = training.fit(model, config, train, val, log_dir, strategy, live)
         train_seconds = time.perf_counter() - started
         training.check_finite(model, config)
-        model.save(out.file(paths.MODEL))
+        training.save_model(model, out.file(paths.MODEL))
         out.file(paths.MODEL_SUMMARY).write_text(summary)
         live.summary["train_seconds"] = round(train_seconds, 1)
         live.make_summary()

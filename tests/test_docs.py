@@ -21,7 +21,8 @@ def code_lines(page: Path) -> list[str]:
         for line in block.replace("\\\n", " ").splitlines():
             line = line.removeprefix("$ ").split("  #")[0].strip()
             if line and not line.startswith("#"):
-                lines.extend(part.strip() for part in re.split(r"&&|;", line))
+                for part in re.split(r"&&|;", line):  # each command, without its VAR=value prefixes
+                    lines.append(re.sub(r"^(\s*[A-Z_]+=(\"[^\"]*\"|'[^']*'|\S*)\s+)+", "", part).strip())
     return lines
 
 
@@ -74,16 +75,25 @@ def test_every_other_module_the_docs_run_exists(module):
 
 def dvc_subcommand(words: list[str]) -> list[str]:
     """`dvc exp run -S ...` -> ['exp', 'run']: the words before the first option or argument DVC's parser takes."""
-    from dvc.cli import get_main_parser
+    from dvc.cli.parser import get_main_parser
 
     parser, chosen = get_main_parser(), []
     for word in words[1:]:
         actions = [a for a in parser._actions if a.choices and isinstance(a.choices, dict)]
-        if not actions or word not in actions[0].choices:
+        if not actions:
             break
+        if word not in actions[0].choices:
+            return []  # `dvc exp shw`: a command that takes subcommands, given none it has
         parser = actions[0].choices[word]
         chosen.append(word)
     return chosen
+
+
+def test_a_misspelled_dvc_command_is_caught():
+    assert dvc_subcommand(["dvc", "exp", "show", "--only-changed"]) == ["exp", "show"]
+    assert dvc_subcommand(["dvc", "repro", "train"]) == ["repro"]
+    assert dvc_subcommand(["dvc", "exp", "shw"]) == []
+    assert dvc_subcommand(["dvc", "reproo"]) == []
 
 
 def test_every_dvc_command_in_the_docs_is_one_dvc_has():

@@ -172,6 +172,39 @@ def test_a_source_sending_too_much_is_cut_off(tiny_dataset, serve, tmp_path, con
     assert handler.sent < 10 << 20  # the client hung up; the server did not get to send 640 MB
 
 
+class SendsExactly(QuietHandler):
+    """A mirror that sends `size` bytes with no Content-Length, then closes."""
+
+    size = 0
+
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(bytes(self.size))
+
+
+@pytest.mark.parametrize("over", [0, 1])
+def test_the_size_limit_is_the_files_own_to_the_byte(tiny_dataset, serve, tmp_path, over):
+    """The limit itself gets through (and fails on its content); one byte more is cut off."""
+    _, checksums = tiny_dataset
+    name = paths.RAW_FILES["test_labels"]
+    url = serve(tmp_path, type("Sends", (SendsExactly,), {"size": download.MAX_BYTES[name] + over}))
+    with pytest.raises(StageError) as refused:
+        download.fetch_file(name, checksums[name], config([url], checksums, retries=0), tmp_path / name)
+    assert ("sent more than the 14204 bytes" in str(refused.value)) == bool(over)
+
+
+@pytest.mark.parametrize("over", [0, 1])
+def test_the_unpacked_size_limit_is_the_files_own_to_the_byte(tiny_dataset, tmp_path, over):
+    _, checksums = tiny_dataset
+    name = paths.RAW_FILES["test_labels"]
+    (tmp_path / "unpacks").mkdir()
+    (tmp_path / "unpacks" / name).write_bytes(gzip.compress(bytes(10_008 + over)))  # the file's own size: 10,008
+    with pytest.raises(StageError) as refused:
+        download.fetch_file(name, checksums[name], config([str(tmp_path / "unpacks")], checksums), tmp_path / name)
+    assert ("decompresses to more than the 10008 bytes" in str(refused.value)) == bool(over)
+
+
 def test_a_gzip_bomb_is_refused_without_unpacking_it_all(tiny_dataset, tmp_path):
     _, checksums = tiny_dataset
     name = paths.RAW_FILES["test_labels"]

@@ -268,6 +268,27 @@ def test_a_diverging_run_fails_naming_the_step_and_keeps_the_previous_outputs(re
     assert outputs(project) == before
 
 
+def test_under_dvc_a_failed_stage_s_previous_outputs_come_back_from_the_run_cache_without_running_it(
+    reference, tmp_path
+):
+    """DVC deletes a stage's outputs before its command runs (persist: true would keep them but turn the run cache
+    off): after the failure, `dvc repro` with the previous params restores every one of them, byte for byte, from
+    DVC's run cache, the uncached metrics and plots included, and runs nothing."""
+    project = copy_of(reference, tmp_path / "project")
+    before = outputs(project)
+    params = (project / "params.yaml").read_text()
+    set_params(project, "train", learning_rate=1e12)
+    failed = repro(project)
+    assert failed.returncode != 0
+    assert "error: training diverged at epoch 1" in failed.stdout + failed.stderr
+    (project / "params.yaml").write_text(params)
+    again = repro(project)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Running stage" not in again.stdout
+    assert "Stage 'train' is cached - skipping run, checking out outputs" in again.stdout
+    assert outputs(project) == before
+
+
 def test_params_edited_while_the_stage_runs_fail_it_rather_than_mislabel_its_result(reference, tmp_path):
     project = copy_of(reference, tmp_path / "project")
     set_params(project, "train", epochs=6)

@@ -108,6 +108,27 @@ def test_repro_then_noop_then_experiment(repo, serve):
     assert stages_run(experiment) == {"train", "evaluate"}
     assert len((project / "reports/training/plots/metrics/train/loss.tsv").read_text().splitlines()) == 1 + 1
 
+    # Back to the baseline's params: DVC's run cache restores train and evaluate instead of running them (it is on
+    # because their uncached outputs are declared as metrics and plots), outputs equal to the baseline's.
+    back = run(
+        [
+            "dvc",
+            "exp",
+            "run",
+            "-S",
+            "train.epochs=2",
+            "-S",
+            "evaluate.mirror_average=true",
+            "-S",
+            "evaluate.shift_average=true",
+        ],
+        project,
+    )
+    assert stages_run(back) == set(), back
+    assert "Stage 'train' is cached - skipping run, checking out outputs" in back
+    assert json.loads((project / "reports/metrics.json").read_text()) == metrics
+    assert len((project / "reports/training/plots/metrics/train/loss.tsv").read_text().splitlines()) == 1 + 2
+
     # Queued experiments run in the background, two at a time, and all land in `dvc exp show`.
     for seed in (1, 2, 3):
         run(["dvc", "exp", "run", "--queue", "-S", f"train.seed={seed}", "-S", "train.epochs=1"], project)

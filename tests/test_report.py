@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from fmnist import params, paths, runtime
+from fmnist import cpu, params, paths
 from fmnist.params.all_sections import AllParams
 from tests.conftest import project_env, project_on_tiny_data
 from tests.fake_github import FakeGitHub
@@ -84,7 +84,7 @@ def test_a_reproduced_pull_request_is_reported_and_its_comment_updated_not_dupli
     assert result.returncode == 0, result.stderr
     assert "created comment 1000 on pull request #7" in result.stdout
     committed = json.loads((pr / paths.FINGERPRINT).read_text())["weights_sha256"]
-    assert f"**Reproduced exactly** on {runtime.cpu_model()}: weights digest `{committed[:12]}`" in text
+    assert f"**Reproduced exactly** on {cpu.model()}: weights digest `{committed[:12]}`" in text
     assert "**Up to date**" in text and "**Gate passed**" in text
     accuracy = [line for line in text.splitlines() if line.startswith("| `accuracy` (metrics.json)")]
     head_accuracy = json.loads((pr / paths.METRICS).read_text())["accuracy"]

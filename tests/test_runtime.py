@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fmnist import runtime
+from fmnist import cpu, runtime
 from fmnist.params.runtime import RuntimeParams
 from tests.conftest import REPO
 
@@ -21,6 +21,8 @@ ALDER_LAKE = HASWELL | {"avx_vnni"}
 SKYLAKE_SP = HASWELL | {"avx512f", "avx512bw", "avx512vl", "avx512dq"}
 ZEN4 = SKYLAKE_SP | {"avx512_vnni", "avx512_bf16"}
 SAPPHIRE_RAPIDS = ZEN4 | {"avx_vnni", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16"}
+GRANITE_RAPIDS = SAPPHIRE_RAPIDS | {"amx_fp16"}
+ARROW_LAKE = ALDER_LAKE | {"avx_vnni_int8", "avx_ne_convert"}  # CPUID has them; /proc/cpuinfo does not list them
 
 
 @pytest.mark.parametrize(
@@ -28,15 +30,27 @@ SAPPHIRE_RAPIDS = ZEN4 | {"avx_vnni", "avx512_fp16", "amx_tile", "amx_int8", "am
     [
         (HASWELL, None, "AVX2"),
         (ALDER_LAKE, None, "AVX2_VNNI"),
-        (ALDER_LAKE, "AVX512_CORE", "AVX2"),  # the AVX-512 levels do not include AVX2_VNNI
+        (ARROW_LAKE, None, "AVX2_VNNI_2"),
+        (ARROW_LAKE, "AVX2_VNNI", "AVX2_VNNI"),
+        (ARROW_LAKE, "AVX512_CORE_FP16", "AVX2_VNNI"),  # the FP16 level includes AVX2_VNNI, not AVX2_VNNI_2
+        (ALDER_LAKE, "AVX512_CORE", "AVX2"),  # AVX512_CORE and the levels up to BF16 do not include AVX2_VNNI
         (SKYLAKE_SP, None, "AVX512_CORE"),
         (ZEN4, None, "AVX512_CORE_BF16"),
         (ZEN4, "avx2", "AVX2"),
         (ZEN4, "AVX512_CORE", "AVX512_CORE"),
+        (ZEN4, "AVX512_CORE_AMX", "AVX512_CORE_BF16"),
         (SAPPHIRE_RAPIDS, None, "AVX512_CORE_AMX"),
+        (SAPPHIRE_RAPIDS, "AVX512_CORE_FP16", "AVX512_CORE_FP16"),
+        (SAPPHIRE_RAPIDS, "AVX10_1_512", "AVX512_CORE_FP16"),
+        (SAPPHIRE_RAPIDS, "AVX512_CORE_BF16", "AVX512_CORE_BF16"),
         (SAPPHIRE_RAPIDS, "AVX2", "AVX2"),
         (SAPPHIRE_RAPIDS, "AVX2_VNNI", "AVX2_VNNI"),
+        (SAPPHIRE_RAPIDS - {"avx_vnni"}, None, "AVX512_CORE_BF16"),  # oneDNN's FP16 level needs AVX-VNNI too
+        (GRANITE_RAPIDS, None, "AVX512_CORE_AMX_FP16"),
+        (GRANITE_RAPIDS, "AVX10_1_512_AMX", "AVX512_CORE_AMX"),
         ({"sse4_1", "avx"}, "AVX2", "AVX"),
+        ({"sse4_1"}, None, "SSE41"),
+        (set(), None, None),
         (HASWELL, "ALL", "AVX2"),
         (HASWELL, "AVX10_9", "AVX2 (ONEDNN_MAX_CPU_ISA=AVX10_9 not known here)"),
     ],
@@ -93,11 +107,11 @@ def child(code: str, env: dict[str, str] | None = None, prefix: list[str] | None
 
 
 @pytest.mark.slow
-@pytest.mark.skipif("avx2" not in runtime.cpu_flags(), reason="needs an x86-64 CPU with AVX2")
+@pytest.mark.skipif("avx2" not in cpu.flags(), reason="needs an x86-64 CPU with AVX2")
 def test_the_recorded_isa_is_the_one_onednn_reports_and_exact_mode_pins_it():
     probe = """
 import json, sys
-from fmnist import runtime
+from fmnist import cpu, runtime
 from fmnist.params.runtime import RuntimeParams
 config = RuntimeParams(mode=sys.argv[1] if len(sys.argv) > 1 else "{mode}", threads=2)
 runtime.pin(config)
@@ -106,9 +120,11 @@ runtime.configure_tensorflow(config)
 tf.nn.conv2d(tf.ones((1, 8, 8, 1)), tf.ones((3, 3, 1, 2)), 1, "SAME").numpy()
 print(json.dumps(runtime.facts(config)))
 """
-    caps = [None, "AVX2"] + (["AVX512_CORE"] if "avx512f" in runtime.cpu_flags() else [])
-    for mode in ("native", "exact"):
-        for cap in caps:
+    # Every level this CPU has, as a cap (exact mode pins its own: AVX2), and no cap.
+    flags = cpu.flags()
+    caps = [None, *(level for level, (_, needs) in runtime.ONEDNN_LEVELS.items() if needs <= flags)]
+    for mode, mode_caps in (("native", caps), ("exact", [None, "AVX512_CORE"])):
+        for cap in mode_caps:
             output = child(probe.format(mode=mode), {"ONEDNN_VERBOSE": "1", "ONEDNN_MAX_CPU_ISA": cap or ""})
             said = re.search(r"^onednn_verbose,.*,isa:(.*)$", output, re.MULTILINE).group(1).strip()
             facts = json.loads(output.strip().splitlines()[-1])
@@ -123,7 +139,7 @@ print(json.dumps(runtime.facts(config)))
 # A child process as the train stage starts one: pins, TensorFlow, then the default model's training params.
 SETUP = """
 import json
-from fmnist import runtime
+from fmnist import cpu, runtime
 from fmnist.params.runtime import RuntimeParams
 from fmnist.params.train import TrainParams
 config = RuntimeParams(mode="{mode}", threads=2)
@@ -150,20 +166,22 @@ print(training.weights_sha256(model))
 
 @pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2, reason="needs taskset, 2 cores")
-@pytest.mark.skipif("avx512f" not in runtime.cpu_flags(), reason="needs a CPU with AVX-512 to change the ISA")
+@pytest.mark.skipif("avx512f" not in cpu.flags(), reason="needs a CPU with AVX-512 to change the ISA")
 def test_exact_mode_gives_one_digest_where_the_defaults_give_several():
     """Other instruction sets and core counts, on this machine: what another CPU would change."""
     one_core = ["taskset", "-c", "0"]
     # What a user or another machine would change: the ISA cap (AVX-512 here, AVX2 on older CPUs), the cores.
     # AVX2 set by hand as well: without exact mode's own cap, the CPU's default and AVX512_CORE can give the same
     # float32 kernels (they did on a Sapphire Rapids), but AVX2's are others.
+    # "" is oneDNN's default (every level the CPU has), also when the suite runs under an ONEDNN_MAX_CPU_ISA cap.
     exact_settings = [
-        ({}, None),
+        ({"ONEDNN_MAX_CPU_ISA": ""}, None),
         ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, None),
         ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, None),
-        ({}, one_core),
+        ({"ONEDNN_MAX_CPU_ISA": ""}, one_core),
     ]
-    native_settings = [({}, None), ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, None), ({}, one_core)]
+    default = {"ONEDNN_MAX_CPU_ISA": ""}
+    native_settings = [(default, None), ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, None), (default, one_core)]
     exact = {child(TRAIN.format(mode="exact"), env, prefix).split()[-1] for env, prefix in exact_settings}
     native = {child(TRAIN.format(mode="native"), env, prefix).split()[-1] for env, prefix in native_settings}
     assert len(exact) == 1, exact

@@ -1,6 +1,8 @@
 import csv
 import hashlib
 import json
+import time
+import zipfile
 
 import keras
 import numpy as np
@@ -223,3 +225,16 @@ def test_the_digest_is_of_every_weight_in_order_and_each_one_counts():
         assert training.weights_sha256(model) != whole, model.weights[index].path
     model.set_weights(weights)
     assert training.weights_sha256(model) == whole
+
+
+def test_the_same_weights_saved_twice_are_the_same_file(tmp_path):
+    """model.keras is a DVC output: a reproduction with the same weights must not add a new object to the cache."""
+    model = build_model("seed", 0.25)
+    training.save_model(model, tmp_path / "a.keras")
+    time.sleep(1.1)  # Keras records the save time to the second, the zip format to two seconds
+    training.save_model(model, tmp_path / "b.keras")
+    assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
+    loaded = keras.models.load_model(tmp_path / "b.keras", safe_mode=True)
+    assert training.weights_sha256(loaded) == training.weights_sha256(model)
+    model.save(tmp_path / "c.keras")  # what Keras alone writes: the save time in metadata.json
+    assert b"date_saved" in zipfile.ZipFile(tmp_path / "c.keras").read("metadata.json")

@@ -114,7 +114,7 @@ def pipeline_outputs(dvc_yaml: Path) -> set[str]:
     stages = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {})
     outputs = set()
     for stage in stages.values():
-        for out in stage.get("outs", []):
+        for out in [*stage.get("outs", []), *stage.get("metrics", []), *stage.get("plots", [])]:
             outputs.add(next(iter(out)) if isinstance(out, dict) else out)
     return outputs
 

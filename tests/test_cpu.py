@@ -1,0 +1,45 @@
+"""fmnist.cpu: the flags a process may use, from CPUID and XGETBV as oneDNN reads them."""
+
+from pathlib import Path
+
+import pytest
+
+from fmnist import cpu
+
+LEAF_1 = (0, 0, 1 << 19 | 1 << 12 | 1 << 28 | 1 << 27, 0)  # SSE4.1, FMA, AVX, OSXSAVE
+LEAF_7 = (0, 1 << 5 | 1 << 16 | 1 << 17 | 1 << 30 | 1 << 31, 1 << 11, 1 << 22 | 1 << 23 | 1 << 24 | 1 << 25)
+LEAF_7_1 = (1 << 4 | 1 << 5, 0, 0, 1 << 4 | 1 << 5)  # AVX-VNNI, AVX512-BF16; AVX-VNNI-INT8, AVX-NE-CONVERT
+EVERYTHING = {(1, 0): LEAF_1, (7, 0): LEAF_7, (7, 1): LEAF_7_1}
+
+
+def test_each_flag_comes_from_its_cpuid_bit_when_the_os_saves_its_registers():
+    assert cpu.flags_from_cpuid(EVERYTHING, 0x6 | 0xE0 | 0x60000) == {
+        "sse4_1", "fma", "avx", "avx2", "avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512_vnni", "avx512_fp16",
+        "amx_bf16", "amx_tile", "amx_int8", "avx_vnni", "avx512_bf16", "avx_vnni_int8", "avx_ne_convert",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("xcr0", "gone"),
+    [
+        (0x6 | 0xE0, {"amx_bf16", "amx_tile", "amx_int8"}),  # no tile state: no AMX
+        (0x6 | 0x60000, {"avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512_vnni", "avx512_fp16", "avx512_bf16"}),
+        (0x0, None),  # no AVX state: SSE only
+    ],
+)
+def test_what_the_os_does_not_save_the_process_may_not_use(xcr0, gone):
+    everything = cpu.flags_from_cpuid(EVERYTHING, 0x6 | 0xE0 | 0x60000)
+    expected = {"sse4_1"} if gone is None else everything - gone
+    assert cpu.flags_from_cpuid(EVERYTHING, xcr0) == expected
+
+
+def test_without_osxsave_xcr0_is_not_believed():
+    no_osxsave = {**EVERYTHING, (1, 0): (0, 0, 1 << 19 | 1 << 28, 0)}
+    assert cpu.flags_from_cpuid(no_osxsave, 0xFFFFFFFF) == {"sse4_1"}
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists() or cpu.read_cpuid is None, reason="needs Linux")
+def test_cpuid_agrees_with_proc_cpuinfo_on_every_flag_both_know():
+    listed = set(cpu._cpuinfo().get("flags", "").split())
+    known = set(cpu._BITS) - {"avx_vnni_int8", "avx_ne_convert"}  # the two Linux does not list
+    assert set(cpu.flags()) & known == listed & known
