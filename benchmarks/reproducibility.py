@@ -82,12 +82,12 @@ EMULATED_CPUS = ["Haswell", "EPYC-Rome"]
 
 
 def emulated(images: int) -> None:
-    host = f"this machine ({cpu.model()})"
+    host = f"the host ({cpu.model()})"
     print(f"one epoch of the default model on {images} training images")
     for mode in ("exact", "native"):
         runs = {host: run_child(mode, images, 1)}
-        for cpu in EMULATED_CPUS:
-            runs[f"QEMU -cpu {cpu}"] = run_child(mode, images, 1, prefix=["qemu-x86_64", "-cpu", cpu])
+        for emulated_cpu in EMULATED_CPUS:
+            runs[f"QEMU -cpu {emulated_cpu}"] = run_child(mode, images, 1, prefix=["qemu-x86_64", "-cpu", emulated_cpu])
         for name, run in runs.items():
             print(f"  {mode:6} {name:32} {run['weights_sha256'][:16]}")
         distinct = len({run["weights_sha256"] for run in runs.values()})

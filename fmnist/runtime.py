@@ -14,8 +14,8 @@ import platform
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
+from fmnist import cpu
 from fmnist.params.runtime import RuntimeParams
 
 EXACT_ISA = "AVX2"  # every x86-64 CPU sold since about 2015 has it
@@ -23,13 +23,11 @@ EXACT_INTER_OP_THREADS = 1  # independent ops one after another: order of execut
 
 # oneDNN's x86-64 instruction-set levels, as the oneDNN inside TensorFlow 2.21 defines them (src/cpu/x64/
 # cpu_isa_traits.hpp): the names ONEDNN_MAX_CPU_ISA takes, highest first (the order oneDNN tries them in), each with
-# its bits (a level includes every level whose bits it has: a cap allows the levels it includes) and the
-# /proc/cpuinfo flags its `mayiuse` check needs.
+# its bits (a level includes every level whose bits it has: a cap allows the levels it includes) and the CPU flags
+# (fmnist.cpu, named as /proc/cpuinfo names them) its `mayiuse` check needs.
 _AVX512_CORE = {"avx512f", "avx512bw", "avx512vl", "avx512dq"}
 _AVX512_FP16 = _AVX512_CORE | {"avx512_vnni", "avx512_bf16", "avx512_fp16", "avx2", "avx_vnni"}
 _AMX = _AVX512_FP16 | {"amx_tile", "amx_int8", "amx_bf16"}
-# AVX2_VNNI_2 also needs AVX-VNNI-INT8 and AVX-NE-CONVERT (CPUID leaf 7.1 EDX), which Linux does not list in
-# /proc/cpuinfo: on a CPU with AVX-VNNI and no AVX-512 the flags cannot tell AVX2_VNNI from AVX2_VNNI_2.
 ONEDNN_LEVELS = {
     "AVX512_CORE_AMX_FP16": (0x1FEF, _AMX | {"amx_fp16"}),
     "AVX512_CORE_AMX": (0xFEF, _AMX),
@@ -37,7 +35,7 @@ ONEDNN_LEVELS = {
     "AVX512_CORE_BF16": (0xE7, _AVX512_CORE | {"avx512_vnni", "avx512_bf16"}),
     "AVX512_CORE_VNNI": (0x67, _AVX512_CORE | {"avx512_vnni"}),
     "AVX512_CORE": (0x27, _AVX512_CORE),
-    "AVX2_VNNI_2": (0x1F, None),  # not decidable from /proc/cpuinfo (above)
+    "AVX2_VNNI_2": (0x1F, {"avx2", "avx_vnni", "avx_vnni_int8", "avx_ne_convert"}),
     "AVX2_VNNI": (0xF, {"avx2", "avx_vnni"}),
     "AVX2": (0x7, {"avx2"}),
     "AVX": (0x3, {"avx"}),
@@ -50,41 +48,14 @@ ONEDNN_ALIASES = {  # the AVX10.1 names ONEDNN_MAX_CPU_ISA also takes for the sa
 }
 
 
-def _cpuinfo() -> dict[str, str]:
-    """The first processor's fields from /proc/cpuinfo (empty where there is none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return {}
-    fields = {}
-    for line in text.split("\n\n")[0].splitlines():
-        key, _, value = line.partition(":")
-        fields[key.strip()] = value.strip()
-    return fields
-
-
-def cpu_flags() -> set[str]:
-    return set(_cpuinfo().get("flags", "").split())
-
-
-def cpu_model() -> str:
-    info = _cpuinfo()
-    return info.get("model name") or info.get("Model") or platform.processor() or platform.machine()
-
-
-def onednn_isa(flags: set[str], cap: str | None = None) -> str | None:
+def onednn_isa(flags: set[str] | frozenset[str], cap: str | None = None) -> str | None:
     """The level oneDNN runs at: the highest one the CPU has that `cap` (ONEDNN_MAX_CPU_ISA) allows."""
     name = None if cap in (None, "", "ALL", "DEFAULT") else ONEDNN_ALIASES.get(cap.upper(), cap.upper())
     if name is not None and name not in ONEDNN_LEVELS:
         return f"{onednn_isa(flags)} (ONEDNN_MAX_CPU_ISA={cap} not known here)"
     allowed = ONEDNN_LEVELS[name][0] if name else -1
     for level, (bits, needs) in ONEDNN_LEVELS.items():
-        if bits & allowed != bits:
-            continue
-        if needs is None:  # AVX2_VNNI_2: a CPU with what AVX2_VNNI needs may have it, or not
-            if ONEDNN_LEVELS["AVX2_VNNI"][1] <= flags:
-                return "AVX2_VNNI or AVX2_VNNI_2 (/proc/cpuinfo does not show AVX-VNNI-INT8 and AVX-NE-CONVERT)"
-        elif needs <= flags:
+        if bits & allowed == bits and needs <= flags:
             return level
     return None
 
@@ -95,7 +66,7 @@ def pin(config: RuntimeParams, environ: dict[str, str] = os.environ) -> None:
         return
     if "tensorflow" in sys.modules:
         raise RuntimeError("runtime.pin() in exact mode must run before TensorFlow is imported")
-    flags = cpu_flags()
+    flags = cpu.flags()
     if platform.machine() not in ("x86_64", "AMD64") or not {"avx2", "fma"} <= flags:
         print(
             f"warning: runtime.mode = 'exact' gives the same bits on x86-64 CPUs with AVX2; this "
@@ -204,11 +175,11 @@ def facts(config: RuntimeParams) -> dict[str, object]:
     onednn_on = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
     return {
         "runtime_mode": config.mode,
-        "onednn_isa": onednn_isa(cpu_flags(), cap) if onednn_on else "off",
+        "onednn_isa": onednn_isa(cpu.flags(), cap) if onednn_on else "off",
         "intra_op_threads": _threads(tf.config.threading.get_intra_op_parallelism_threads(), "TF_NUM_INTRAOP_THREADS"),
         "inter_op_threads": _threads(tf.config.threading.get_inter_op_parallelism_threads(), "TF_NUM_INTEROP_THREADS"),
         "op_determinism": os.environ.get("TF_DETERMINISTIC_OPS", "").lower() in ("1", "true"),
-        "cpu": cpu_model(),
+        "cpu": cpu.model(),
         "cpu_cores": len(os.sched_getaffinity(0)),
         "machine": platform.machine(),
     }

@@ -281,10 +281,26 @@ def weights_sha256(model: keras.Model) -> str:
     return digest.hexdigest()
 
 
+def _numbered_in_order(config: object, numbers: dict[int, int]) -> object:
+    """The config with each `shared_object_id` (Keras writes the Python id() of an object that several layers share,
+    a memory address) replaced by 1, 2, ... in order of first appearance: the same sharing, the same bytes."""
+    if isinstance(config, dict):
+        return {
+            key: numbers.setdefault(value, len(numbers) + 1)
+            if key == "shared_object_id"
+            else _numbered_in_order(value, numbers)
+            for key, value in config.items()
+        }
+    if isinstance(config, list):
+        return [_numbered_in_order(value, numbers) for value in config]
+    return config
+
+
 def save_model(model: keras.Model, path: Path) -> None:
     """`model.save`, without what makes identical weights give other bytes: the time Keras records in the file's
-    metadata.json (`date_saved`) and the zip entries' times. Same weights, same file, so a reproduction leaves the
-    model's hash in dvc.lock and the DVC cache as they were."""
+    metadata.json (`date_saved`), the memory addresses it writes into config.json as `shared_object_id`, and the zip
+    entries' times. Same weights, same file, so a reproduction leaves the model's hash in dvc.lock and the DVC
+    cache as they were."""
     model.save(path)
     with zipfile.ZipFile(path) as saved:
         entries = [(entry, saved.read(entry)) for entry in saved.infolist()]
@@ -294,6 +310,8 @@ def save_model(model: keras.Model, path: Path) -> None:
                 metadata = json.loads(data)
                 metadata.pop("date_saved", None)
                 data = json.dumps(metadata).encode()
+            elif entry.filename == "config.json":
+                data = json.dumps(_numbered_in_order(json.loads(data), {})).encode()
             fixed = zipfile.ZipInfo(entry.filename, date_time=(1980, 1, 1, 0, 0, 0))  # the zip format's earliest
             fixed.compress_type, fixed.external_attr = entry.compress_type, entry.external_attr
             rewritten.writestr(fixed, data)

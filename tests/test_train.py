@@ -1,6 +1,9 @@
 import csv
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
 import zipfile
 
@@ -13,7 +16,7 @@ from fmnist import training
 from fmnist.errors import StageError
 from fmnist.model import build_model
 from fmnist.params.train import TrainParams
-from tests.conftest import synthetic_split
+from tests.conftest import REPO, synthetic_split
 
 
 def tiny_config(**overrides) -> TrainParams:
@@ -238,3 +241,24 @@ def test_the_same_weights_saved_twice_are_the_same_file(tmp_path):
     assert training.weights_sha256(loaded) == training.weights_sha256(model)
     model.save(tmp_path / "c.keras")  # what Keras alone writes: the save time in metadata.json
     assert b"date_saved" in zipfile.ZipFile(tmp_path / "c.keras").read("metadata.json")
+
+
+SAVE_IN_A_NEW_PROCESS = """
+import sys
+import keras
+from fmnist import training
+from fmnist.model import build_model
+keras.utils.set_random_seed(7)
+training.save_model(build_model("seed", 0.25), sys.argv[1])
+"""
+
+
+def test_the_same_weights_saved_by_two_processes_are_the_same_file(tmp_path):
+    """Keras writes memory addresses into config.json (`shared_object_id`): they differ from process to process."""
+    for name in ("a.keras", "b.keras"):
+        command = [sys.executable, "-c", SAVE_IN_A_NEW_PROCESS, str(tmp_path / name)]
+        subprocess.run(command, cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)}, check=True, capture_output=True)
+    assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
+    config = json.loads(zipfile.ZipFile(tmp_path / "a.keras").read("config.json"))
+    assert config["config"]["dtype"]["shared_object_id"] == 1  # numbered, and still shared by the layers
+    assert keras.models.load_model(tmp_path / "a.keras", safe_mode=True).count_params() == 16010
