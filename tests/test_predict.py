@@ -61,6 +61,7 @@ def test_test_images_written_as_png_get_evaluates_classes(trained, tmp_path):
         Image.fromarray(image).save(path)
     result = predict(project, *paths)
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # TensorFlow loaded and ran: none of its start-up lines (FMNIST_VERBOSE=1 shows them)
     answers = json.loads(result.stdout)
     assert [answer["top"][0]["class"] for answer in answers] == evaluated[:12]
     for answer in answers:
@@ -100,7 +101,24 @@ def test_bad_files_get_one_line_each_and_the_others_still_run(trained, tmp_path)
         f"error: {paths[2]}: not found",
         f"error: {paths[3]}: cannot decode the image (image file is truncated)",
     ]
-    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == errors  # and nothing else: no TensorFlow start-up lines
     answers = json.loads(result.stdout)
     assert [sorted(answer) for answer in answers] == [["error", "image"], ["image", "top"]] + [["error", "image"]] * 2
     assert answers[1]["top"][0]["class"] == evaluated[0]
+
+
+def test_a_missing_file_alone_is_exactly_one_line(trained, tmp_path):
+    project, _, _ = trained
+    result = predict(project, tmp_path / "missing.png")
+    assert result.returncode == 1
+    assert result.stderr == f"error: {tmp_path / 'missing.png'}: not found\n"
+
+
+def test_fmnist_verbose_brings_tensorflows_start_up_lines_back(trained, tmp_path):
+    project, images, _ = trained
+    Image.fromarray(images[0]).save(tmp_path / "good.png")
+    command = [sys.executable, "-m", "tools.predict", str(tmp_path / "good.png")]
+    env = project_env() | {"FMNIST_VERBOSE": "1"}
+    result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "absl::InitializeLog" in result.stderr  # Abseil's own first line, before TensorFlow's
