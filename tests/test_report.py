@@ -175,6 +175,21 @@ def test_the_gate_compares_committed_head_with_committed_base(pr, github, tmp_pa
 
 
 @pytest.mark.slow
+def test_a_reproduction_in_an_environment_other_than_the_lock_is_refused_before_it_runs(pr, github, tmp_path):
+    """The head locks keras at another version than this environment has: a re-run here would prove nothing."""
+    lock = (pr / "requirements.txt").read_text()
+    installed = next(line.split("==")[1].split()[0] for line in lock.splitlines() if line.startswith("keras=="))
+    (pr / "requirements.txt").write_text(lock.replace(f"keras=={installed} ", "keras==0.0.1 "))
+    subprocess.run(["dvc", "commit", "-q", "-f", "train", "evaluate"], cwd=pr, env=project_env(), check=True)
+    commit(pr, "a new lock, results committed with it")
+    result, text = review(pr, github, tmp_path, "--reproduce")
+    assert result.returncode == 1
+    assert f"this environment is not HEAD's requirements.txt: keras {installed} (locked 0.0.1)" in result.stderr
+    assert "reproducing" not in result.stdout  # refused before the pipeline ran
+    assert "**Up to date**" in text
+
+
+@pytest.mark.slow
 def test_a_pull_request_cannot_loosen_its_own_gate(pr, github, tmp_path):
     """The PR raises review.max_accuracy_drop to 0.5 and drops accuracy past the base's limit: that limit holds."""
     metrics = json.loads((pr / paths.METRICS).read_text())
