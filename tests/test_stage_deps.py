@@ -104,3 +104,13 @@ def test_a_schema_edit_reaches_only_the_stages_that_read_its_section():
             Path(dep).stem for dep in stage["deps"] if dep.startswith("fmnist/params/") and "__init__" not in dep
         }
         assert schemas == readers[name], name  # a stage runs the schema code of the sections it reads, no other
+
+
+@pytest.mark.parametrize("stage", ["download", "preprocess", "train", "evaluate"])
+def test_each_stage_loads_exactly_the_params_sections_dvc_yaml_gives_it(stage):
+    """A section a stage reads but dvc.yaml does not list would leave its results 'up to date' after an edit."""
+    import importlib
+
+    declared = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]["params"]
+    loaded = importlib.import_module(f"stages.{stage}").Params.model_fields
+    assert set(loaded) == {key.split(".")[0] for key in declared}
