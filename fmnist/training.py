@@ -46,6 +46,37 @@ class EpochStats(keras.callbacks.Callback):
         logs["learning_rate"] = float(self.model.optimizer.learning_rate)
 
 
+class BatchNormStatistics(keras.callbacks.Callback):
+    """Before each validation, sets every batch norm layer's moving mean and variance to the exact statistics of a
+    fixed sample of training images under the weights as they are (Wu and Johnson's "precise BN").
+
+    Keras' moving averages (momentum 0.99) trail the weights by about 100 steps and start at mean 0, variance 1: at
+    188 steps an epoch the model scored 0.12 on validation after epoch 1 while training at 0.81, and a 1-epoch run
+    gave a useless model. Layer by layer, in inference mode, so each layer sees what the next ones will at test time.
+    """
+
+    def __init__(self, images: np.ndarray, batch_size: int):
+        super().__init__()
+        self.images, self.batch_size = images, batch_size
+
+    def on_test_begin(self, logs=None):  # fit() validates at each epoch's end: the last one leaves the saved model's
+        set_batch_norm_statistics(self.model, self.images, self.batch_size)
+
+
+def set_batch_norm_statistics(model: keras.Model, images: np.ndarray, batch_size: int) -> None:
+    norms = [index for index, layer in enumerate(model.layers) if isinstance(layer, keras.layers.BatchNormalization)]
+    chunks = [images[start : start + batch_size] for start in range(0, len(images), batch_size)]
+    for layer in model.layers[: norms[-1] + 1] if norms else []:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            values = [chunk.reshape(-1, chunk.shape[-1]) for chunk in chunks]  # (positions, channels)
+            count = sum(len(value) for value in values)
+            mean = sum(value.sum(axis=0, dtype=np.float64) for value in values) / count
+            variance = sum(np.square(value - mean).sum(axis=0) for value in values) / count  # biased, as Keras
+            layer.moving_mean.assign(mean.astype(np.float32))
+            layer.moving_variance.assign(variance.astype(np.float32))
+        chunks = [keras.ops.convert_to_numpy(layer(chunk, training=False)) for chunk in chunks]
+
+
 EXPLODED = 100  # an epoch's mean loss this many times the first step's (about ln 10 = 2.3) has exploded
 
 
@@ -146,7 +177,8 @@ def targets(labels: np.ndarray, config: TrainParams) -> np.ndarray:
 
 def batches(config: TrainParams, images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
     """Training batches in a fresh seeded order each epoch; with `augment: flip`, half the images mirrored; with
-    `max_shift: N`, each image moved by up to N pixels each way.
+    `max_shift: N`, each image moved by up to N pixels each way; with `random_erasing: p`, a random rectangle of each
+    image blacked out with probability p.
 
     The flip is Keras' RandomFlip layer run in the input pipeline rather than in the model: it applies
     to training only by construction, stays out of the saved model, and costs almost nothing there.
@@ -164,6 +196,11 @@ def batches(config: TrainParams, images: np.ndarray, labels: np.ndarray) -> tf.d
             factor, factor, fill_mode="constant", interpolation="nearest", seed=config.seed + 1
         )
         dataset = dataset.map(lambda x, y: (tf.cast(shift(x, training=True), x.dtype), y))
+    if config.random_erasing:  # a rectangle of 14-57% of each side's length, blacked out (Zhong et al. 2017)
+        erase = keras.layers.RandomErasing(
+            factor=(config.random_erasing,) * 2, fill_value=0, value_range=(0, 255), seed=config.seed + 2
+        )
+        dataset = dataset.map(lambda x, y: (tf.cast(erase(x, training=True), x.dtype), y))
     return without_autotune(dataset.prefetch(2))  # 2 batches ready: the pipeline costs ~2% of a step
 
 
@@ -186,15 +223,17 @@ def live_logger(folder: Path, model: keras.Model) -> Live:
 
 
 def callbacks(
-    config: TrainParams, train_images: int, log_dir: Path | None, live: Live | None = None
+    config: TrainParams, train_images: np.ndarray, log_dir: Path | None, live: Live | None = None
 ) -> list[keras.callbacks.Callback]:
     # EpochStats comes first so TensorBoard logs its numbers too; the guard fails the run before TensorBoard logs NaN.
-    steps = -(-train_images // config.batch_size)
+    steps = -(-len(train_images) // config.batch_size)
     chosen: list[keras.callbacks.Callback] = [
         StopOnSignal(),
-        EpochStats(train_images),
+        EpochStats(len(train_images)),
         DivergenceGuard(config, steps, log_dir),
     ]
+    if config.batch_norm_images:  # the split is shuffled: its first images are a random sample
+        chosen.append(BatchNormStatistics(train_images[: config.batch_norm_images], config.batch_size))
     if log_dir is not None:
         chosen.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=config.histogram_freq))
     if live is not None:
@@ -218,7 +257,7 @@ def fit(
         shuffle=False,  # batches() shuffles, seeded
         epochs=config.epochs,
         validation_data=in_batches((val[0], targets(val[1], config)), config.batch_size),
-        callbacks=callbacks(config, len(train[0]), log_dir, live),
+        callbacks=callbacks(config, train[0], log_dir, live),
         verbose=2,
     )
     return history.history
@@ -252,7 +291,7 @@ def fit_across_workers(
         return model(images, training=False)
 
     callback_list = keras.callbacks.CallbackList(
-        callbacks(config, len(train[0]), log_dir, live), add_history=True, add_progbar=True, model=model,
+        callbacks(config, train[0], log_dir, live), add_history=True, add_progbar=True, model=model,
         verbose=2, epochs=config.epochs, steps=-(-len(train[0]) // config.batch_size),
     )  # fmt: skip
     val_targets = targets(val[1], config)

@@ -175,7 +175,7 @@ def main() -> None:
     started = time.perf_counter()
     for name, source in fetch_all(loaded.download, paths.RAW_DIR).items():
         print(f"{name}: verified, from {source}")
-    params.check_unchanged(loaded, "download")
+    params.check_unchanged("download")
     print(f"download: {time.perf_counter() - started:.1f}s")
 
 

@@ -43,7 +43,7 @@ def main() -> None:
         dataset.save_arrays(out.file(paths.VAL_ARRAYS), x_val, y_val)
         dataset.save_arrays(out.file(paths.TEST_ARRAYS), x_test, y_test)
         save_png(image_grid(x_train[:32], dataset.class_names(y_train[:32])), out.file(paths.SAMPLES_PNG))
-        params.check_unchanged(loaded, "preprocess")
+        params.check_unchanged("preprocess")
     print(f"train {len(x_train)}, validation {len(x_val)}, test {len(x_test)} images")
     print(f"preprocess: {time.perf_counter() - started:.1f}s")
 

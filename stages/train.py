@@ -69,7 +69,7 @@ def main() -> None:
             **environment.facts(unlocked=unlocked),
         }
         out.file(paths.FINGERPRINT).write_text(json.dumps(fingerprint, indent=2) + "\n")
-        params.check_unchanged(loaded, "train")
+        params.check_unchanged("train")
     print(f"train: {train_seconds:.1f}s, validation accuracy {history['val_accuracy'][-1]:.4f}")
     print(f"train: {loaded.runtime.mode} mode, weights sha256 {fingerprint['weights_sha256']}")
 

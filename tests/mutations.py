@@ -191,6 +191,30 @@ MUTATIONS = [
         "if False:",
         ("tests/test_lock.py::test_a_version_other_than_the_locked_one_is_named",),
     ),
+    Mutation(
+        "batch norm keeps Keras' moving averages",
+        "each validation and the saved model use batch norm statistics of the current weights",
+        "fmnist/training.py",
+        "if config.batch_norm_images:  # the split is shuffled: its first images are a random sample",
+        "if False:",
+        ("tests/test_train.py::test_each_validation_uses_the_batch_norm_statistics_of_the_weights_it_validates",),
+    ),
+    Mutation(
+        "batch norm statistics per image, not per position",
+        "batch norm statistics are those of the sample, exactly",
+        "fmnist/training.py",
+        "count = sum(len(value) for value in values)",
+        "count = len(images)",
+        ("tests/test_train.py::test_batch_norm_statistics_are_those_of_the_sample_under_the_current_weights",),
+    ),
+    Mutation(
+        "random erasing at a random rate below p",
+        "random_erasing: p erases a share p of the training images",
+        "fmnist/training.py",
+        "factor=(config.random_erasing,) * 2, fill_value=0",
+        "factor=(0.0, config.random_erasing), fill_value=0",
+        ("tests/test_train.py::test_random_erasing_blacks_out_one_rectangle_of_about_that_share_of_images",),
+    ),
 ]
 
 

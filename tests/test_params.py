@@ -4,6 +4,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import typing
 
 import pytest
@@ -235,17 +236,48 @@ def test_a_stage_acts_on_exactly_the_values_dvc_records_in_dvc_lock(tmp_path):
     )  # fmt: skip
 
 
-def test_a_stage_checks_exactly_the_params_dvc_yaml_gives_it(tmp_path, monkeypatch):
-    monkeypatch.chdir(REPO)  # reads dvc.yaml and params.yaml there, writes nothing
-    loaded = params.load(AllParams)
-    edited = tmp_path / "params.yaml"
-    edited.write_text(REPO_TEXT.replace("  val_fraction: 0.2", "  val_fraction: 0.3"))
-    for stage in ("preprocess", "evaluate"):  # evaluate declares preprocess.val_fraction
-        with pytest.raises(StageError, match=r"preprocess\.val_fraction changed from 0\.2 to 0\.3 while the stage ran"):
-            params.check_unchanged(loaded, stage, edited)
-    params.check_unchanged(loaded, "train", edited)  # train does not read it
-    edited.write_text(REPO_TEXT.replace("  seed: 42  # seeds the", "  seed: 43  # seeds the"))
-    params.check_unchanged(loaded, "evaluate", edited)  # nor does evaluate read preprocess.seed
+def test_an_edit_made_while_a_stage_ran_is_put_back_and_kept_aside(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "params.yaml"
+    path.write_text(REPO_TEXT)
+    params.load(AllParams, path)
+    params.check_unchanged("train", path)  # untouched: nothing to say
+    assert capsys.readouterr().err == "" and not (tmp_path / "params.yaml.edited").exists()
+    edited = REPO_TEXT.replace("  val_fraction: 0.2", "  val_fraction: 0.3").replace("epochs: 24", "epochs: 5")
+    path.write_text(edited)
+    params.check_unchanged("train", path)  # any stage: the next ones would read the edit
+    assert path.read_text() == REPO_TEXT
+    assert (tmp_path / "params.yaml.edited").read_text() == edited
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(
+        f"warning: {path}: preprocess.val_fraction changed from 0.2 to 0.3 (and 1 more) while train ran, by another"
+        f" program; put back as train read it, so dvc.lock records what this run used (the edit is in {path}.edited)"
+    ), line
+    assert "dvc exp run --queue" in line
+
+
+def test_the_watcher_names_the_dvc_command_that_edited_the_params(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "params.yaml"
+    path.write_text(REPO_TEXT)
+    params.load(AllParams, path)
+    fake = tmp_path / "bin" / "dvc"  # edits params.yaml as `dvc exp run -S` does, then lingers a second
+    fake.parent.mkdir()
+    fake.write_text(
+        "import pathlib, sys, time\n"
+        "p = pathlib.Path('params.yaml')\n"
+        "if sys.argv[1:3] == ['exp', 'run']:\n"
+        "    p.write_text(p.read_text().replace('seed: 42  # seeds weight', 'seed: 7  # seeds weight'))\n"
+        "time.sleep(1)\n"
+    )
+    elsewhere = subprocess.Popen([sys.executable, str(fake), "status"], cwd=tmp_path / "bin")  # another folder
+    subprocess.run([sys.executable, str(fake), "exp", "run", "-S", "train.seed=7"], check=True)
+    elsewhere.wait()
+    params.check_unchanged("train", path)
+    line = capsys.readouterr().err
+    assert "train.seed changed from 42 to 7 while train ran, by `dvc exp run -S train.seed=7` (pid " in line, line
+    assert "dvc status" not in line
+    assert path.read_text() == REPO_TEXT
 
 
 def readme_experiments() -> list[list[str]]:

@@ -149,8 +149,8 @@ from fmnist import training
 from tests.conftest import synthetic_split
 runtime.configure_tensorflow(config)
 train_params = TrainParams(model="conv2_bn", epochs=1, batch_size=64, optimizer="adam", learning_rate=0.002,
-    lr_schedule="cosine", weight_decay=0.0, dropout=0.15, label_smoothing=0.0, augment="flip", max_shift=0, seed=42,
-    histogram_freq=0, distribute="auto")
+    lr_schedule="cosine", weight_decay=0.0, dropout=0.15, label_smoothing=0.0, augment="flip", max_shift=0,
+    random_erasing=0.0, batch_norm_images=0, seed=42, histogram_freq=0, distribute="auto")
 """
 
 TRAIN = (

@@ -31,6 +31,8 @@ def tiny_config(**overrides) -> TrainParams:
         "label_smoothing": 0.0,
         "augment": "none",
         "max_shift": 0,
+        "random_erasing": 0.0,
+        "batch_norm_images": 0,
         "dropout": 0.25,
         "seed": 42,
         "histogram_freq": 1,
@@ -125,6 +127,63 @@ def test_max_shift_moves_each_image_by_whole_pixels_within_the_limit_the_same_wa
     assert len({shift for _, shift in found}) > 15  # each image its own shift, not one per batch
     again = np.concatenate([images.numpy() for images, _ in training.batches(config, x, y)])
     assert np.array_equal(seen, again)
+
+
+@pytest.mark.parametrize("probability", [0.0, 0.5, 1.0])
+def test_random_erasing_blacks_out_one_rectangle_of_about_that_share_of_images(probability):
+    white = np.full((200, 28, 28, 1), 255, np.uint8)
+    config = tiny_config(random_erasing=probability)
+    seen = np.concatenate([images.numpy() for images, _ in training.batches(config, white, np.zeros(200, int))])
+    erased = []
+    for image in seen[..., 0]:
+        rows, columns = np.nonzero(image == 0)
+        if rows.size:  # the black pixels fill exactly their bounding box
+            box = image[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+            assert (box == 0).all() and rows.size < image.size
+            erased.append((rows.min(), rows.max(), columns.min(), columns.max()))
+        else:
+            assert (image == 255).all()
+    assert {0.0: len(erased) == 0, 0.5: 60 < len(erased) < 140, 1.0: len(erased) > 190}[probability]
+    assert probability == 0 or len(set(erased)) > len(erased) / 2  # each image its own rectangle
+    again = np.concatenate([images.numpy() for images, _ in training.batches(config, white, np.zeros(200, int))])
+    assert np.array_equal(seen, again)
+
+
+def batch_norm_inputs(model: keras.Model, images: np.ndarray) -> dict[str, np.ndarray]:
+    """What each batch norm layer receives in inference mode, per channel: (positions, channels)."""
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    taps = keras.Model(model.inputs, [layer.input for layer in norms])
+    return {layer.name: np.asarray(tap).reshape(-1, tap.shape[-1]) for layer, tap in zip(norms, taps(images))}
+
+
+def test_batch_norm_statistics_are_those_of_the_sample_under_the_current_weights(data):
+    (x, _), _ = data
+    model, _ = train_once(data, model="conv3_bn", epochs=1, batch_size=64)  # moving averages far from the truth
+    training.set_batch_norm_statistics(model, x[:150], batch_size=64)  # chunks of 64, 64, 22
+    inputs = batch_norm_inputs(model, x[:150])  # with the statistics just set: what the next layers see
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            seen = inputs[layer.name].astype(np.float64)
+            np.testing.assert_allclose(layer.moving_mean.numpy(), seen.mean(axis=0), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(layer.moving_variance.numpy(), seen.var(axis=0), rtol=1e-4, atol=1e-7)
+
+
+def test_each_validation_uses_the_batch_norm_statistics_of_the_weights_it_validates(data):
+    (x, _), _ = data
+    lagging, history = train_once(data, model="conv3_bn", epochs=2, batch_size=64)
+    exact, exact_history = train_once(data, model="conv3_bn", epochs=2, batch_size=64, batch_norm_images=100)
+    # The same steps: only the statistics differ (the callback runs after each epoch's training part).
+    assert history["accuracy"][0] == exact_history["accuracy"][0]
+    norms = [layer for layer in exact.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in norms]
+    training.set_batch_norm_statistics(exact, x[:100], batch_size=64)
+    for layer, (mean, variance) in zip(norms, saved):
+        assert np.array_equal(layer.moving_mean.numpy(), mean) and np.array_equal(
+            layer.moving_variance.numpy(), variance
+        )
+    assert training.weights_sha256(lagging) != training.weights_sha256(exact)
+    again, _ = train_once(data, model="conv3_bn", epochs=2, batch_size=64, batch_norm_images=100)
+    assert training.weights_sha256(again) == training.weights_sha256(exact)
 
 
 def test_training_and_prediction_data_run_without_tf_data_autotuning(data):

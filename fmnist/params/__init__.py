@@ -10,6 +10,11 @@ DVC records in dvc.lock, and refuses whatever DVC refuses, with a one-line error
 """
 
 import difflib
+import os
+import shlex
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -100,14 +105,19 @@ def parse_text(text: str, schema: type[Schema], source: Path = paths.PARAMS) -> 
 
 def load(schema: type[Schema], path: Path = paths.PARAMS) -> Schema:
     try:
-        text = path.read_text(encoding="utf-8")  # as DVC reads it
+        data = path.read_bytes()
+        text = data.decode("utf-8")  # as DVC reads it
     except FileNotFoundError:
         raise StageError(f"{path}: not found (run from the repository root)") from None
     except UnicodeDecodeError as error:
         raise StageError(f"{path}: not UTF-8 text (at byte offset {error.start})") from None
     except OSError as error:
         raise StageError(f"{path}: cannot read: {error.strerror}") from None
-    return parse_text(text, schema, path)
+    loaded = parse_text(text, schema, path)
+    if path not in _watchers:
+        _watchers[path] = EditWatcher(path, data)
+        _watchers[path].start()
+    return loaded
 
 
 def _leaves(values: object, prefix: str) -> dict[str, object]:
@@ -116,20 +126,111 @@ def _leaves(values: object, prefix: str) -> dict[str, object]:
     return {key: value for name, child in values.items() for key, value in _leaves(child, f"{prefix}.{name}").items()}
 
 
-def check_unchanged(loaded: Section, stage: str, path: Path = paths.PARAMS) -> None:
-    """Fail if a param `stage` declares in dvc.yaml changed in params.yaml while the stage ran.
+def _ancestors() -> set[int]:
+    """This process and those that started it (the `dvc repro` or `dvc exp run` running this stage)."""
+    chain, pid = set(), os.getpid()
+    while pid > 1 and pid not in chain:
+        chain.add(pid)
+        try:  # /proc/<pid>/stat: "pid (name) state ppid ...", the name may hold spaces
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            break
+    return chain
 
-    DVC reads those params again after the stage to write dvc.lock: an edit made meanwhile would be
-    recorded as the params of a result that was produced with the old ones.
+
+def dvc_commands_here() -> list[str]:
+    """The `dvc` commands running in this directory, other than the one running this process (Linux: /proc)."""
+    here, ours, found = Path.cwd().resolve(), _ancestors(), []
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            if int(process.name) in ours or Path(os.readlink(process / "cwd")).resolve() != here:
+                continue
+            argv = (process / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+        except (OSError, ValueError):  # gone, or another user's
+            continue
+        for index, arg in enumerate(argv):  # .../bin/dvc, or python -m dvc
+            if Path(arg).name == "dvc":
+                found.append(f"`{shlex.join(['dvc', *argv[index + 1 :]])}` (pid {process.name})")
+                break
+    return found
+
+
+class EditWatcher(threading.Thread):
+    """Notes who edits the params file while a stage runs, looking the moment it changes: a second `dvc exp run` in
+    the workspace writes its -S values, then fails on DVC's locks and is gone a second later."""
+
+    def __init__(self, path: Path, data: bytes):
+        super().__init__(name=f"watching {path}", daemon=True)
+        self.path, self.data, self.editors = path, data, []
+        self.seen = self.stamp()
+
+    def stamp(self) -> tuple[int, int, int] | None:
+        try:
+            status = self.path.stat()
+        except OSError:
+            return None
+        return status.st_ino, status.st_size, status.st_mtime_ns
+
+    def run(self) -> None:
+        while not self.editors:
+            time.sleep(0.1)
+            if self.stamp() != self.seen:
+                self.editors = dvc_commands_here() or ["another program"]
+
+
+_watchers: dict[Path, EditWatcher] = {}
+
+
+def _flat(document: object) -> dict[str, object]:
+    """{'train.seed': 42, ...}; {} for what is not a mapping (a file deleted or garbled meanwhile)."""
+    return {key[1:]: value for key, value in _leaves(document, "").items()} if isinstance(document, dict) else {}
+
+
+def _read_or_none(path: Path) -> object:
+    try:
+        return read_yaml(path.read_text(encoding="utf-8"), path)
+    except (OSError, UnicodeDecodeError, StageError):
+        return None
+
+
+def check_unchanged(stage: str, path: Path = paths.PARAMS) -> None:
+    """Put the params file back as the stage read it if anything changed it while the stage ran.
+
+    DVC reads the params again after the stage to write dvc.lock, and the next stages read them: an edit made
+    meanwhile would be recorded as the params of a result made with the old ones, or run the rest of the pipeline on
+    values nobody asked this run for. DVC releases its repo lock while a stage runs (treeverse/dvc#755), so a second
+    `dvc exp run` in the same workspace gets as far as writing its -S values before DVC refuses it. The edit is kept
+    beside the file, and the warning names the command that made it when it was caught in the act.
     """
-    declared = read_yaml(paths.PIPELINE.read_text(), paths.PIPELINE)["stages"][stage]["params"]
-    before, now = loaded.model_dump(), load(type(loaded), path).model_dump()
-    for key in declared:
-        section = key.split(".")[0]
-        old, new = _leaves(before[section], section), _leaves(now[section], section)
-        for name in sorted(old):
-            if (name == key or name.startswith(f"{key}.")) and old[name] != new.get(name):
-                raise StageError(
-                    f"{path}: {name} changed from {old[name]!r} to {new.get(name)!r} while the stage ran;"
-                    " dvc.lock would record the new value for a result made with the old one: run it again"
-                )
+    watcher = _watchers[path]
+    try:
+        now = path.read_bytes()
+    except OSError:
+        now = None
+    if now == watcher.data:
+        return
+    before, after = _flat(read_yaml(watcher.data.decode(), path)), _flat(_read_or_none(path))
+    changed = sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+    if not changed:
+        what = "its formatting changed"
+    else:
+        what = f"{changed[0]} changed from {before.get(changed[0])!r} to {after.get(changed[0])!r}"
+        what += f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+    aside = path.with_name(path.name + ".edited")
+    if now is not None:
+        aside.write_bytes(now)
+    staged = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    staged.write_bytes(watcher.data)
+    os.replace(staged, path)
+    who = ", ".join(watcher.editors) or "another program"
+    advice = (
+        "run one experiment at a time in a workspace, or queue them with `dvc exp run --queue` and `dvc queue start`"
+    )
+    if any(editor.startswith("`dvc ") for editor in watcher.editors):  # whose failure cleared this run's DVC refs
+        advice += "; if this run's `dvc exp run` then fails to record it, `dvc exp save -n NAME` does"
+    print(
+        f"warning: {path}: {what} while {stage} ran, by {who}; put back as {stage} read it, so dvc.lock records what"
+        f" this run used (the edit is in {aside}): {advice}",
+        file=sys.stderr,
+        flush=True,
+    )

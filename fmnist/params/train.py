@@ -26,6 +26,8 @@ class TrainParams(Section):
     label_smoothing: float = Field(ge=0, lt=1)
     augment: Augment
     max_shift: int = Field(ge=0, le=14)
+    random_erasing: float = Field(ge=0, le=1)
+    batch_norm_images: int = Field(ge=0, le=60_000)
     seed: Seed
     histogram_freq: int = Field(ge=0)
     distribute: Distribute
