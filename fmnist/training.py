@@ -58,23 +58,44 @@ class BatchNormStatistics(keras.callbacks.Callback):
     def __init__(self, images: np.ndarray, batch_size: int):
         super().__init__()
         self.images, self.batch_size = images, batch_size
+        self.segments: list[Segment] | None = None
 
     def on_test_begin(self, logs=None):  # fit() validates at each epoch's end: the last one leaves the saved model's
-        set_batch_norm_statistics(self.model, self.images, self.batch_size)
+        self.segments = self.segments or batch_norm_segments(self.model)  # traced once per run
+        set_batch_norm_statistics(self.segments, self.images, self.batch_size)
 
 
-def set_batch_norm_statistics(model: keras.Model, images: np.ndarray, batch_size: int) -> None:
-    norms = [index for index, layer in enumerate(model.layers) if isinstance(layer, keras.layers.BatchNormalization)]
-    chunks = [images[start : start + batch_size] for start in range(0, len(images), batch_size)]
-    for layer in model.layers[: norms[-1] + 1] if norms else []:
+Segment = tuple[tf.types.experimental.PolymorphicFunction, keras.layers.BatchNormalization]
+
+
+def batch_norm_segments(model: keras.Model) -> list[Segment]:
+    """(the layers from the previous batch norm up to this one, as one graph; this batch norm) for each, in order."""
+    segments, start = [], 0
+    for index, layer in enumerate(model.layers):
         if isinstance(layer, keras.layers.BatchNormalization):
-            values = [chunk.reshape(-1, chunk.shape[-1]) for chunk in chunks]  # (positions, channels)
-            count = sum(len(value) for value in values)
-            mean = sum(value.sum(axis=0, dtype=np.float64) for value in values) / count
-            variance = sum(np.square(value - mean).sum(axis=0) for value in values) / count  # biased, as Keras
-            layer.moving_mean.assign(mean.astype(np.float32))
-            layer.moving_variance.assign(variance.astype(np.float32))
-        chunks = [keras.ops.convert_to_numpy(layer(chunk, training=False)) for chunk in chunks]
+
+            def forward(images, layers=tuple(model.layers[start:index])):
+                for previous in layers:
+                    images = previous(images, training=False)
+                return images
+
+            segments.append((tf.function(forward), layer))
+            start = index
+    return segments
+
+
+def set_batch_norm_statistics(segments: list[Segment], images: np.ndarray, batch_size: int) -> None:
+    """Sets each batch norm layer's statistics in turn, from what it receives with the earlier ones already set; only
+    one layer's inputs are held at a time (each chunk goes through the layers between two batch norms at once)."""
+    chunks = [images[start : start + batch_size] for start in range(0, len(images), batch_size)]
+    for forward, norm in segments:
+        chunks = [forward(chunk).numpy() for chunk in chunks]
+        values = [chunk.reshape(-1, chunk.shape[-1]) for chunk in chunks]  # (positions, channels)
+        count = sum(len(value) for value in values)
+        mean = sum(value.sum(axis=0, dtype=np.float64) for value in values) / count
+        variance = sum(np.square(value - mean).sum(axis=0) for value in values) / count  # biased, as Keras
+        norm.moving_mean.assign(mean.astype(np.float32))
+        norm.moving_variance.assign(variance.astype(np.float32))
 
 
 EXPLODED = 100  # an epoch's mean loss this many times the first step's (about ln 10 = 2.3) has exploded

@@ -159,7 +159,8 @@ def batch_norm_inputs(model: keras.Model, images: np.ndarray) -> dict[str, np.nd
 def test_batch_norm_statistics_are_those_of_the_sample_under_the_current_weights(data):
     (x, _), _ = data
     model, _ = train_once(data, model="conv3_bn", epochs=1, batch_size=64)  # moving averages far from the truth
-    training.set_batch_norm_statistics(model, x[:150], batch_size=64)  # chunks of 64, 64, 22
+    segments = training.batch_norm_segments(model)
+    training.set_batch_norm_statistics(segments, x[:150], batch_size=64)  # chunks of 64, 64, 22
     inputs = batch_norm_inputs(model, x[:150])  # with the statistics just set: what the next layers see
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -176,7 +177,7 @@ def test_each_validation_uses_the_batch_norm_statistics_of_the_weights_it_valida
     assert history["accuracy"][0] == exact_history["accuracy"][0]
     norms = [layer for layer in exact.layers if isinstance(layer, keras.layers.BatchNormalization)]
     saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in norms]
-    training.set_batch_norm_statistics(exact, x[:100], batch_size=64)
+    training.set_batch_norm_statistics(training.batch_norm_segments(exact), x[:100], batch_size=64)
     for layer, (mean, variance) in zip(norms, saved):
         assert np.array_equal(layer.moving_mean.numpy(), mean) and np.array_equal(
             layer.moving_variance.numpy(), variance
