@@ -161,7 +161,8 @@ class EditWatcher(threading.Thread):
 
     def __init__(self, path: Path, data: bytes):
         super().__init__(name=f"watching {path}", daemon=True)
-        self.path, self.data, self.editors = path, data, []
+        self.path, self.data = path, data
+        self.editors: list[str] = []  # the dvc commands caught at it, if any
         self.seen = self.stamp()
 
     def stamp(self) -> tuple[int, int, int] | None:
@@ -172,10 +173,9 @@ class EditWatcher(threading.Thread):
         return status.st_ino, status.st_size, status.st_mtime_ns
 
     def run(self) -> None:
-        while not self.editors:
+        while self.stamp() == self.seen:
             time.sleep(0.1)
-            if self.stamp() != self.seen:
-                self.editors = dvc_commands_here() or ["another program"]
+        self.editors = dvc_commands_here()
 
 
 _watchers: dict[Path, EditWatcher] = {}
@@ -226,7 +226,7 @@ def check_unchanged(stage: str, path: Path = paths.PARAMS) -> None:
     advice = (
         "run one experiment at a time in a workspace, or queue them with `dvc exp run --queue` and `dvc queue start`"
     )
-    if any(editor.startswith("`dvc ") for editor in watcher.editors):  # whose failure cleared this run's DVC refs
+    if watcher.editors:  # a second `dvc exp run`, whose failure cleared the refs DVC keeps for this run
         advice += "; if this run's `dvc exp run` then fails to record it, `dvc exp save -n NAME` does"
     print(
         f"warning: {path}: {what} while {stage} ran, by {who}; put back as {stage} read it, so dvc.lock records what"
