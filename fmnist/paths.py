@@ -3,6 +3,7 @@
 from pathlib import Path
 
 PIPELINE = Path("dvc.yaml")
+PIPELINE_LOCK = Path("dvc.lock")  # what each stage last ran with: its deps', params' and outputs' hashes
 PARAMS = Path("params.yaml")
 LOCK = Path("requirements.txt")  # every package, pinned with hashes (from requirements.in)
 

@@ -67,14 +67,14 @@ def github():
     server.server_close()
 
 
-def review(project, github, tmp_path, *args):
+def review(project, github, tmp_path, *args, base="base"):
     env = project_env() | {
         "GITHUB_API_URL": github.url,
         "GITHUB_REPOSITORY": github.repository,
         "GITHUB_TOKEN": github.token,
         "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
     }
-    result = run([sys.executable, "-m", "tools.review", "--base", "base", *args], project, env, check=False)
+    result = run([sys.executable, "-m", "tools.review", "--base", base, *args], project, env, check=False)
     return result, (project / "review" / "report.md").read_text()
 
 
@@ -207,11 +207,53 @@ def test_a_pull_request_cannot_loosen_its_own_gate(pr, github, tmp_path):
 
 
 @pytest.mark.slow
-def test_an_unknown_base_revision_is_one_clear_error(pr, github, tmp_path):
-    result = run([sys.executable, "-m", "tools.review", "--base", "no-such-branch"], pr, check=False)
+def test_an_unknown_base_revision_is_one_clear_error_and_the_comment_says_nothing_was_compared(pr, github, tmp_path):
+    result, text = review(pr, github, tmp_path, "--comment", "7", base="no-such-branch")
     assert result.returncode == 1
-    assert result.stderr.startswith("error: dvc metrics diff no-such-branch")
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.splitlines() == [
+        "error: base revision 'no-such-branch' is not in this repository (fetch it, e.g. `git fetch origin"
+        " no-such-branch`): nothing was compared"
+    ]
+    assert "**Not compared**: base revision `no-such-branch` is not in this repository" in text
+    assert [c["body"] for c in github.comments] == [text]
+
+
+@pytest.mark.slow
+def test_a_head_without_dvc_lock_is_one_clear_error_naming_it(pr, github, tmp_path):
+    run(["git", "rm", "-q", "dvc.lock"], pr)
+    commit(pr, "lost the lock")
+    result, text = review(pr, github, tmp_path, "--comment", "7", "--reproduce")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: head revision 'HEAD' has no dvc.lock: its results are not tied to a run of the pipeline; run"
+        " `dvc repro` and commit dvc.lock"
+    ]
+    assert "**No `dvc.lock`** in head" in text and "**Reproduction not run**" in text
+    assert [c["body"] for c in github.comments] == [text]
+
+
+@pytest.mark.slow
+def test_a_base_from_before_a_stage_existed_compares_the_rest_and_says_what_not(pr, github, tmp_path):
+    # The base as it was before `evaluate` existed: no stage, no lock entry, no test metrics or plots.
+    run(["git", "checkout", "-q", "-B", "old-base", "base"], pr)
+    pipeline = yaml.safe_load((pr / "dvc.yaml").read_text())
+    del pipeline["stages"]["evaluate"]
+    (pr / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    lock = yaml.safe_load((pr / "dvc.lock").read_text())
+    del lock["stages"]["evaluate"]
+    (pr / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    run(["git", "rm", "-q", "--cached", str(paths.METRICS), "reports/confusion.csv", "reports/confusion.png"], pr)
+    commit(pr, "before evaluate")
+    run(["git", "checkout", "-q", "-f", "pr"], pr)
+    result, text = review(pr, github, tmp_path, "--comment", "7", base="old-base")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "note: base revision 'old-base' has no stage evaluate: its metrics (reports/metrics.json) are not compared"
+    ]
+    assert "**Not compared**: base `old-base` has no stage `evaluate`" in text
+    assert "**Gate passed**: no test accuracy on one side to compare." in text
+    assert "| train.epochs | 2 | 3 |" in text  # the rest is compared
+    assert [c["body"] for c in github.comments] == [text]
 
 
 # The decisions, on their own.

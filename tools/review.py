@@ -19,7 +19,9 @@ runs update (fmnist/github.py). Exits 1, after all that, if a check failed.
 import argparse
 import json
 import os
+import re
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,6 +254,50 @@ def curves(base: str, head: str) -> dict[str, dict[str, list[float]]]:
     return charts
 
 
+def revision_problem(role: str, revision: str) -> str | None:
+    """Why `revision` cannot be reviewed at all: it is not a commit here."""
+    found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"], capture_output=True)
+    if found.returncode == 0:
+        return None
+    return (
+        f"{role} revision {revision!r} is not in this repository (fetch it, e.g. `git fetch origin {revision}`):"
+        " nothing was compared"
+    )
+
+
+def has_lock(revision: str) -> bool:
+    return (
+        subprocess.run(["git", "cat-file", "-e", f"{revision}:{paths.PIPELINE_LOCK}"], capture_output=True).returncode
+        == 0
+    )
+
+
+def pipeline_at(revision: str) -> dict[str, dict]:
+    """dvc.yaml's stages at a revision ({} where it has none)."""
+    try:
+        return (yaml.safe_load(run(["git", "show", f"{revision}:{paths.PIPELINE}"])) or {}).get("stages", {})
+    except StageError:
+        return {}
+
+
+def missing_stages(base: str, head: str) -> list[str]:
+    """A line for each stage one side has and the other lacks: its metrics cannot be compared."""
+    sides = {"base": (base, pipeline_at(base)), "head": (head, pipeline_at(head))}
+    notes = []
+    for role, other in (("base", "head"), ("head", "base")):
+        revision, stages = sides[role]
+        for stage, spec in sides[other][1].items():
+            if stage not in stages:
+                metrics = [next(iter(m)) if isinstance(m, dict) else m for m in spec.get("metrics", [])]
+                notes.append(
+                    f"{role} revision {revision!r} has no stage {stage}: its metrics ({', '.join(metrics)}) are not"
+                    " compared"
+                    if metrics
+                    else f"{role} revision {revision!r} has no stage {stage}"
+                )
+    return notes
+
+
 @dataclass
 class Review:
     base: str
@@ -265,10 +311,17 @@ class Review:
     gate: str | None
     max_drop: float
     charts: dict[str, dict[str, list[float]]]
+    head_has_lock: bool = True
+    not_compared: list[str] = field(default_factory=list)  # stages one side lacks
 
     @property
     def problems(self) -> list[str]:
         found = []
+        if not self.head_has_lock:
+            found.append(
+                f"head revision {self.head!r} has no {paths.PIPELINE_LOCK}: its results are not tied to a run of the"
+                f" pipeline; run `dvc repro` and commit {paths.PIPELINE_LOCK}"
+            )
         if self.stale:
             found.append(
                 "stale results: " + "; ".join(f"{stage} ({', '.join(why)})" for stage, why in self.stale.items())
@@ -317,8 +370,13 @@ class Review:
         return [self.base_results, self.head_results, self.reproduced]
 
     def _verdicts(self) -> list[str]:
-        lines = []
-        if self.stale:
+        lines = [f"- ⚪ **Not compared**: {note_markdown(note)}." for note in self.not_compared]
+        if not self.head_has_lock:
+            lines.append(
+                f"- ❌ **No `{paths.PIPELINE_LOCK}`** in head `{self.head}`: its results are not tied to a run of the"
+                f" pipeline. Run `dvc repro` and commit `{paths.PIPELINE_LOCK}`."
+            )
+        elif self.stale:
             named = "; ".join(f"`{stage}` ({', '.join(why)})" for stage, why in self.stale.items())
             lines.append(f"- ❌ **Stale results**: {named}. Run `dvc repro` and commit `dvc.lock` and `reports/`.")
         else:
@@ -326,7 +384,13 @@ class Review:
         if self.reproduction:
             lines.append(f"- ❌ **Not reproduced**: {self.reproduction}.")
         elif self.reproduced is None:
-            why = "results are stale" if self.stale else "run without --reproduce"
+            why = (
+                f"no {paths.PIPELINE_LOCK}"
+                if not self.head_has_lock
+                else "results are stale"
+                if self.stale
+                else "run without --reproduce"
+            )
             lines.append(f"- ⚪ **Reproduction not run** ({why}).")
         else:
             exact = self.reproduced.get(paths.FINGERPRINT, "runtime_mode") == "exact"
@@ -381,13 +445,37 @@ def check_head(head: str, reproduce: bool) -> tuple[dict[str, list[str]], Result
             run(["git", "worktree", "remove", "--force", str(checkout)])
 
 
+def note_markdown(note: str) -> str:
+    """A note's revision and stage in code type: "base `old` has no stage `evaluate` ..."."""
+    return re.sub(r"^(base|head) revision '(.*?)' has no stage (\S+?)(:|$)", r"\1 `\2` has no stage `\3`\4", note)
+
+
+def unavailable(base: str, head: str, problem: str) -> str:
+    """The report when a revision is missing: says so, instead of leaving an older comment standing."""
+    role, revision = problem.split(" revision ", 1)[0], base if problem.startswith("base") else head
+    return (
+        "\n".join(
+            [
+                MARKER,
+                f"## Model review: `{head}` vs `{base}`",
+                "",
+                f"- ❌ **Not compared**: {role} revision `{revision}` is not in this repository"
+                f" (fetch it, e.g. `git fetch origin {revision}`).",
+            ]
+        )
+        + "\n"
+    )
+
+
 def build(base: str, head: str, reproduce: bool) -> Review:
+    if not has_lock(head):  # nothing to check staleness or reproduction against
+        reproduce = False
     diff = json.loads(dvc("metrics", "diff", base, head, "--all", "--json") or "{}")
     base_results, head_results = committed_results(diff)
     param_diff = json.loads(dvc("params", "diff", base, head, "--json") or "{}")
     changed = [(key, v.get("old"), v.get("new")) for file in param_diff.values() for key, v in file.items()]
     max_drop = max_accuracy_drop(base)
-    stale, reproduced, failure = check_head(head, reproduce)
+    stale, reproduced, failure = check_head(head, reproduce) if has_lock(head) else ({}, None, None)
     return Review(
         base=base,
         head=head,
@@ -400,7 +488,19 @@ def build(base: str, head: str, reproduce: bool) -> Review:
         gate=gate_problem(base_results, head_results, max_drop),
         max_drop=max_drop,
         charts=curves(base, head),
+        head_has_lock=has_lock(head),
+        not_compared=missing_stages(base, head),
     )
+
+
+def publish(report: str, out: Path, comment: int | None) -> None:
+    write_text(out / "report.md", report)
+    print(f"wrote {out / 'report.md'}")
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as summary:
+            summary.write(report)
+    if comment is not None:
+        print(github.post_or_update_comment(comment, report, MARKER))
 
 
 def main() -> None:
@@ -412,15 +512,14 @@ def main() -> None:
     parser.add_argument("--comment", type=int, metavar="PR", help="post or update the report on this pull request")
     args = parser.parse_args()
 
+    problem = revision_problem("base", args.base) or revision_problem("head", args.head)
+    if problem:
+        publish(unavailable(args.base, args.head, problem), args.out, args.comment)
+        raise StageError(problem)
     review = build(args.base, args.head, args.reproduce)
-    report = review.render()
-    write_text(args.out / "report.md", report)
-    print(f"wrote {args.out / 'report.md'}")
-    if os.environ.get("GITHUB_STEP_SUMMARY"):
-        with open(os.environ["GITHUB_STEP_SUMMARY"], "a") as summary:
-            summary.write(report)
-    if args.comment is not None:
-        print(github.post_or_update_comment(args.comment, report, MARKER))
+    for note in review.not_compared:
+        print(f"note: {note}", file=sys.stderr)
+    publish(review.render(), args.out, args.comment)
     problems = review.problems
     if problems:
         raise StageError("; ".join(problems))
