@@ -19,6 +19,8 @@ from hypothesis import settings
 
 from fmnist import paths
 
+pytest_plugins = ["tests.s3"]  # the s3_endpoint fixture (moto's S3 server)
+
 # Property tests: a few hundred examples each in the suite; HYPOTHESIS_PROFILE=deep searches far longer.
 settings.register_profile("suite", max_examples=300, deadline=None)
 settings.register_profile("deep", max_examples=20_000, deadline=None)

@@ -1,43 +1,14 @@
 """A shared DVC remote on S3 (moto's S3 server on 127.0.0.1): push from one clone, pull into others, re-run nothing."""
 
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
-import boto3
 import pytest
 
-from tests.conftest import TINY_TRAIN, copy_project, free_port, project_env, write_dataset
+from tests.conftest import TINY_TRAIN, copy_project, project_env, write_dataset
+from tests.s3 import CREDENTIALS
 
 pytestmark = pytest.mark.slow  # real processes of dvc, git and the stages: run by CI, not everyday
-
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-@pytest.fixture
-def s3_endpoint():
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(endpoint, timeout=2).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "moto_server did not start"
-            time.sleep(0.3)
-    s3 = boto3.client("s3", endpoint_url=endpoint, **{k.lower(): v for k, v in CREDENTIALS.items() if "KEY" in k})
-    s3.create_bucket(Bucket="team-cache")
-    yield endpoint
-    server.terminate()
-    server.wait(timeout=10)
 
 
 def dvc(project: Path, *args: str) -> str:

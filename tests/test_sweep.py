@@ -2,6 +2,7 @@
 `dvc exp push` it to a shared Git remote and DVC remote; a third clone pulls both and compares them."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,7 +69,7 @@ def test_two_runners_push_their_experiments_and_a_third_clone_sees_both(tmp_path
     for index, runner in enumerate(runners):
         output = runner.communicate(timeout=600)[0]
         assert runner.returncode == 0, output
-        assert f"sweep: pushed experiment sweep-{index}" in output
+        assert re.search(rf"sweep: pushed experiment sweep-[0-9a-f]{{6}}-{index}\n", output)
         assert "Running stage 'download'" not in output and "Running stage 'train'" in output  # upstream pulled
 
     run(tmp_path, "git", "clone", "-q", str(tmp_path / "origin.git"), "reviewer")
@@ -76,11 +77,68 @@ def test_two_runners_push_their_experiments_and_a_third_clone_sees_both(tmp_path
     table = run(reviewer, sys.executable, "-m", "tools.sweep", "show", "--prefix", "sweep-")
     lines = table.splitlines()
     assert lines[0] == "| experiment | test accuracy | single view | test loss | train.learning_rate |"
-    assert sorted(line.split(" | ")[0].removeprefix("| ") for line in lines[2:]) == ["sweep-0", "sweep-1"]
+    names = sorted(line.split(" | ")[0].removeprefix("| ") for line in lines[2:])
+    assert [re.sub("-[0-9a-f]{6}-", "-", name) for name in names] == ["sweep-0", "sweep-1"]
+    assert len({name[:-2] for name in names}) == 1  # one sweep: one id
     assert {line.split(" | ")[-1].rstrip(" |") for line in lines[2:]} == {"0.001", "0.002"}
     accuracies = [float(line.split(" | ")[1]) for line in lines[2:]]
     assert accuracies == sorted(accuracies, reverse=True)  # best first
     shown = json.loads(run(reviewer, "dvc", "exp", "show", "--json"))
     experiments = {exp["name"] for baseline in shown for group in baseline.get("experiments") or [] for exp in
                    group["revs"]}  # fmt: skip
-    assert experiments == {"sweep-0", "sweep-1"}
+    assert experiments == set(names)
+
+
+def experiment(name: str, baseline: str, accuracy: float, complete: bool = True, **train) -> dict:
+    return {"name": name, "baseline": baseline, "complete": complete, "metrics": {"accuracy": accuracy}, "train": train}
+
+
+def test_show_ranks_one_sweep_and_lists_its_incomplete_experiments_apart():
+    page = sweep.render(
+        [
+            experiment("sweep-0a0a0a-0", "c" * 40, 0.91, learning_rate=0.001),
+            experiment("sweep-0a0a0a-1", "c" * 40, 0.93, learning_rate=0.002),
+            experiment("sweep-0a0a0a-2", "c" * 40, 0.99, complete=False, learning_rate=0.003),
+        ],
+        "sweep-",
+    )
+    assert page.splitlines() == [
+        "| experiment | test accuracy | single view | test loss | train.learning_rate |",
+        "| --- | --- | --- | --- | --- |",
+        "| sweep-0a0a0a-1 | 0.93 |  |  | 0.002 |",
+        "| sweep-0a0a0a-0 | 0.91 |  |  | 0.001 |",
+        "",
+        "Incomplete, not ranked (Git ref pushed, outputs missing from the DVC remote): sweep-0a0a0a-2",
+    ]
+
+
+def test_show_never_ranks_two_sweeps_in_one_table():
+    """Same prefix, another grid or another baseline: separate tables, and a note saying so."""
+    page = sweep.render(
+        [
+            experiment("sweep-0a0a0a-0", "c" * 40, 0.91, seed=1),
+            experiment("sweep-0b0b0b-0", "c" * 40, 0.95, seed=2),
+            experiment("sweep-0b0b0b-1", "d" * 40, 0.97, seed=3),
+            experiment("by-hand", "c" * 40, 0.90),
+        ],
+        "",
+    )
+    assert page.startswith("Note: the experiments named ... come from 4 sweeps")
+    titles = [line for line in page.splitlines() if line.startswith("### ")]
+    assert titles == [
+        "### sweep 0a0a0a, baseline ccccccc",
+        "### sweep 0b0b0b, baseline ccccccc",
+        "### sweep 0b0b0b, baseline ddddddd",
+        "### experiments not named by a sweep, baseline ccccccc",
+    ]
+    assert all(len([line for line in part.splitlines() if line.startswith("| sweep") or line.startswith("| by")]) == 1
+               for part in page.split("### ")[1:])  # fmt: skip
+
+
+def test_a_sweep_is_named_by_its_grid_and_baseline():
+    ids = {sweep.sweep_id(grid, baseline) for grid in ("train.seed=1,2", "train.seed=1,3") for baseline in "ab"}
+    assert len(ids) == 4 and all(re.fullmatch("[0-9a-f]{6}", id_) for id_ in ids)
+    assert sweep.sweep_id("train.seed=1,2", "a") == sweep.sweep_id(" train.seed=1,2 ", "a")  # as the shell splits it
+    assert (
+        sweep.without_secrets("https://x-access-token:ghs_abc@github.com/o/r.git") == "https://***@github.com/o/r.git"
+    )
