@@ -85,14 +85,18 @@ def run_stage(main: Callable[[], None], *, runs_tensorflow: bool = False) -> Non
     try:
         main()
     except StageError as error:
+        _put_back_under_dvc(stage)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     except Interrupted as stop:
+        _put_back_under_dvc(stage)
         _exit_interrupted(stage, stop.signum, "its outputs were left as they were")
     except Exception:
         if _received:  # the signal's exception, turned into another one on its way out of TensorFlow
+            _put_back_under_dvc(stage)
             _exit_interrupted(stage, _received[0], "its outputs were left as they were")
         traceback.print_exc()
+        _put_back_under_dvc(stage)
         print(
             f"error: stage {stage} failed on an unexpected error (above: a bug, not bad input);"
             " its outputs were left as they were",
@@ -101,6 +105,28 @@ def run_stage(main: Callable[[], None], *, runs_tensorflow: bool = False) -> Non
         sys.exit(1)
     if _received:  # arrived as the stage finished, its exception lost on the way: the outputs are the new ones
         _exit_interrupted(stage, _received[0], "it had written its outputs")
+
+
+def _put_back_under_dvc(stage: str) -> None:
+    """Under `dvc repro` or `dvc exp run`, DVC deleted the outputs before the stage ran: put the previous ones back
+    (fmnist.previous_outputs), so a failure there also leaves them as they were."""
+    from fmnist import previous_outputs
+
+    dvc_stage = previous_outputs.under_dvc()
+    if dvc_stage is None:
+        return
+    try:
+        put, lost = previous_outputs.put_back(dvc_stage)
+    except Exception as error:  # never hide the stage's own error behind this one
+        print(f"warning: {stage}: could not put back the outputs dvc deleted: {error}", file=sys.stderr)
+        return
+    if put:
+        print(f"note: {stage}: put back the {put} previous output files dvc had deleted", file=sys.stderr)
+    if lost:
+        print(
+            f"warning: {stage}: no copy of {', '.join(lost)} as dvc.lock records it, in DVC's cache or git HEAD",
+            file=sys.stderr,
+        )
 
 
 def _exit_interrupted(stage: str, signum: int, outputs: str) -> None:

@@ -268,6 +268,70 @@ def test_a_diverging_run_fails_naming_the_step_and_keeps_the_previous_outputs(re
     assert outputs(project) == before
 
 
+def git_status(project: Path) -> str:
+    """Every tracked or untracked file that differs from HEAD (staged or not: a `dvc exp run` killed by SIGTERM
+    leaves its params.yaml edit staged in git's index, same content)."""
+    changed = ["git", "diff", "HEAD", "--name-status"], ["git", "ls-files", "--others", "--exclude-standard"]
+    return "".join(subprocess.run(args, cwd=project, capture_output=True, text=True).stdout for args in changed)
+
+
+@pytest.mark.parametrize("fault", ["bad param", "divergence", "SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("command", [["dvc", "repro"], ["dvc", "exp", "run"]], ids=["repro", "exp-run"])
+def test_under_dvc_a_failed_stage_puts_back_every_previous_output(reference, tmp_path, command, fault):
+    """DVC deletes the stage's outputs before it runs it; the failing stage puts back what dvc.lock records, every
+    file byte for byte, the git-tracked metrics and plots too (from the run cache's copies), and git status is as
+    it was."""
+    project = copy_of(reference, tmp_path / "project")
+    for git in (["add", "-A"], ["commit", "-qm", "a finished run"]):  # `dvc exp run` needs a commit
+        subprocess.run(["git", *git], cwd=project, env=project_env(), check=True)
+    set_params(project, "train", learning_rate={"bad param": -1, "divergence": 1e12}.get(fault, 0.002))
+    before, status = outputs(project), git_status(project)
+    process = subprocess.Popen(
+        command, cwd=project, env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    if fault in ("SIGINT", "SIGTERM"):
+        wait_until_writing(process, project, "train")
+        os.killpg(process.pid, getattr(signal, fault))  # Ctrl-C in a terminal; a container stop
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode != 0, output
+    deadline = time.monotonic() + 30  # after SIGTERM, dvc is gone at once; the stage may still be putting back
+    while outputs(project) != before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if fault != "SIGTERM":
+        assert "note: train: put back the " in output and "previous output files dvc had deleted" in output, output
+    assert outputs(project) == before
+    assert git_status(project) == status
+    assert "Traceback" not in output
+
+
+def test_outputs_missing_from_dvc_s_cache_come_back_from_git_head_and_the_rest_are_named(
+    reference, tmp_path, monkeypatch
+):
+    """A fresh clone has the uncached metrics and plots only in git: put back from HEAD when the MD5 matches."""
+    from fmnist import previous_outputs
+
+    project = copy_of(reference, tmp_path / "project")
+    for git in (["add", "-A"], ["commit", "-qm", "a finished run"]):
+        subprocess.run(["git", *git], cwd=project, env=project_env(), check=True)
+    before = outputs(project)
+    train = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["train"]["outs"]
+    shutil.rmtree(project / ".dvc/cache")  # as on a fresh clone without `dvc pull`
+    for out in train:
+        shutil.rmtree(project / out["path"]) if (project / out["path"]).is_dir() else (project / out["path"]).unlink()
+    monkeypatch.setenv("DVC_ROOT", str(project))
+    put, lost = previous_outputs.put_back("train")
+    assert sorted(lost) == ["logs/fit", "models/model.keras", "models/summary.txt"]  # cached: in no git commit
+    assert put == sum(
+        1 for name in before if name.startswith("reports/training/") or name == "reports/fingerprint.json"
+    )
+    assert outputs(project) == {
+        name: digest
+        for name, digest in before.items()
+        if not name.startswith(("logs/fit/", "models/model", "models/summ"))
+    }
+
+
 def test_under_dvc_a_failed_stage_s_previous_outputs_come_back_from_the_run_cache_without_running_it(
     reference, tmp_path
 ):
