@@ -36,4 +36,8 @@ def s3_endpoint():
     s3.create_bucket(Bucket=BUCKET)
     yield endpoint
     server.terminate()
-    server.wait(timeout=10)
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # a loaded machine: do not fail a test that passed over its cleanup
+        server.kill()
+        server.wait()

@@ -254,7 +254,7 @@ def experiments(git_remote: str, prefix: str, dvc_remote: str | None) -> list[di
                 "baseline": high + low,
                 "complete": complete,
                 "metrics": read_at(commit, str(paths.METRICS)),
-                "train": read_at(commit, "params.yaml").get("train", {}),
+                "train": read_at(commit, str(paths.PARAMS)).get("train", {}),
             }
         )
     return found
