@@ -28,6 +28,7 @@ from fmnist.params.all_sections import AllParams
 CHROMIUM = shutil.which("chromium")
 VIEWPORT = {"width": 1600, "height": 1000}
 TIMEOUT_MS = 20_000  # per check: dashboards load their data after the page
+expect.set_options(timeout=TIMEOUT_MS)  # `expect` has its own default, 5 s: too short on a loaded 2-core machine
 
 
 @contextlib.contextmanager
