@@ -168,6 +168,14 @@ def test_a_point_survives_refused_stalled_throttled_and_killed_transfers(tmp_pat
     assert remote_refs(origin, name) == []
     proxy.clear()
 
+    # ... and while it stalls every upload: the same, once the timeouts run out.
+    proxy.add(Fault("stall", method="PUT", path=objects))
+    stalled = sweep_run(runner, env=FAIL_FAST)
+    pushing = rf"pushing its outputs to {WHERE} failed: .*[Tt]imeout.*; its Git ref was not pushed, .*"
+    assert failed(stalled, name, pushing) and stalled[2] < 120
+    assert remote_refs(origin, name) == []
+    proxy.clear()
+
     # A ref pushed without its outputs (as `dvc exp push` leaves one killed between the two): not ranked.
     sh(runner, "dvc", "exp", "push", "--no-cache", str(origin), name)
     reviewer = clone(origin, tmp_path / "reviewer")
