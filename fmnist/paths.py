@@ -26,6 +26,9 @@ MODEL_SUMMARY = Path("models/summary.txt")
 LOGS = Path("logs")  # tensorboard --logdir logs
 FIT_LOGS = LOGS / "fit"  # train: runs fit/train and fit/validation
 EVAL_LOGS = LOGS / "evaluate"  # evaluate: test images, metrics and the run's hparams
+# train: one run per training, named by its start (UTC), with what only that machine measured (epoch times,
+# images/s, the CPU); no DVC output, so a reproduction on another machine changes no hash.
+TIMING_LOGS = LOGS / "timing"
 
 REPORTS = Path("reports")
 SAMPLES_PNG = REPORTS / "samples.png"

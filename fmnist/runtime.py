@@ -179,7 +179,5 @@ def facts(config: RuntimeParams) -> dict[str, object]:
         "intra_op_threads": _threads(tf.config.threading.get_intra_op_parallelism_threads(), "TF_NUM_INTRAOP_THREADS"),
         "inter_op_threads": _threads(tf.config.threading.get_inter_op_parallelism_threads(), "TF_NUM_INTEROP_THREADS"),
         "op_determinism": os.environ.get("TF_DETERMINISTIC_OPS", "").lower() in ("1", "true"),
-        "cpu": cpu.model(),
-        "cpu_cores": len(os.sched_getaffinity(0)),
         "machine": platform.machine(),
     }

@@ -25,11 +25,21 @@ from fmnist.params.train import TrainParams
 
 
 class EpochStats(keras.callbacks.Callback):
-    """Adds each epoch's wall time (validation included), training throughput and learning rate to the history."""
+    """Adds each epoch's learning rate to the logs (TensorBoard and DVCLive log it); keeps each epoch's wall time
+    (validation included) and training throughput apart, in `times` and, given a folder, in a TensorBoard run
+    of their own.
 
-    def __init__(self, train_images: int):
+    Times are measurements of one machine: in the logs they would make every reproduction's TensorBoard and DVCLive
+    files differ. Their run (logs/timing/<start>) is no DVC output and keeps every run made in the workspace.
+    """
+
+    def __init__(self, train_images: int, timing_dir: Path | None = None):
         super().__init__()
-        self.train_images = train_images
+        self.train_images, self.timing_dir = train_images, timing_dir
+        self.times: dict[str, list[float]] = {"seconds": [], "images_per_second": []}
+
+    def on_train_begin(self, logs=None):
+        self.writer = tf.summary.create_file_writer(str(self.timing_dir)) if self.timing_dir else None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
@@ -41,9 +51,18 @@ class EpochStats(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self.started
-        logs["seconds"] = seconds  # TensorBoard tag: epoch_seconds
-        logs["images_per_second"] = self.train_images / (self.training_seconds or seconds)
+        self.times["seconds"].append(seconds)
+        self.times["images_per_second"].append(self.train_images / (self.training_seconds or seconds))
         logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+        if self.writer is not None:
+            with self.writer.as_default():  # TensorBoard tags as Keras would name them
+                for name, values in self.times.items():
+                    tf.summary.scalar(f"epoch_{name}", values[-1], step=epoch)
+            self.writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self.writer is not None:
+            self.writer.close()
 
 
 class BatchNormStatistics(keras.callbacks.Callback):
@@ -244,15 +263,12 @@ def live_logger(folder: Path, model: keras.Model) -> Live:
 
 
 def callbacks(
-    config: TrainParams, train_images: np.ndarray, log_dir: Path | None, live: Live | None = None
+    config: TrainParams, train_images: np.ndarray, log_dir: Path | None, live: Live | None, stats: EpochStats
 ) -> list[keras.callbacks.Callback]:
-    # EpochStats comes first so TensorBoard logs its numbers too; the guard fails the run before TensorBoard logs NaN.
+    # EpochStats comes first so TensorBoard logs the learning rate too; the guard fails the run before TensorBoard
+    # logs NaN.
     steps = -(-len(train_images) // config.batch_size)
-    chosen: list[keras.callbacks.Callback] = [
-        StopOnSignal(),
-        EpochStats(len(train_images)),
-        DivergenceGuard(config, steps, log_dir),
-    ]
+    chosen: list[keras.callbacks.Callback] = [StopOnSignal(), stats, DivergenceGuard(config, steps, log_dir)]
     if config.batch_norm_images:  # the split is shuffled: its first images are a random sample
         chosen.append(BatchNormStatistics(train_images[: config.batch_norm_images], config.batch_size))
     if log_dir is not None:
@@ -270,15 +286,32 @@ def fit(
     log_dir: Path | None,
     strategy: tf.distribute.Strategy | None = None,
     live: Live | None = None,
+    timing_dir: Path | None = None,
 ) -> dict[str, list[float]]:
+    """The history: each epoch's logs (loss, accuracy, val_*, learning_rate), its `seconds` and `images_per_second`."""
+    stats = EpochStats(len(train[0]), timing_dir)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return fit_across_workers(model, strategy, config, train, val, log_dir, live)
+        history = fit_across_workers(
+            model, strategy, config, train, val, callbacks(config, train[0], log_dir, live, stats)
+        )
+    else:
+        history = fit_on_one_worker(model, config, train, val, callbacks(config, train[0], log_dir, live, stats))
+    return history | stats.times
+
+
+def fit_on_one_worker(
+    model: keras.Model,
+    config: TrainParams,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    chosen: list[keras.callbacks.Callback],
+) -> dict[str, list[float]]:
     history = model.fit(
         batches(config, *train),
         shuffle=False,  # batches() shuffles, seeded
         epochs=config.epochs,
         validation_data=in_batches((val[0], targets(val[1], config)), config.batch_size),
-        callbacks=callbacks(config, train[0], log_dir, live),
+        callbacks=chosen,
         verbose=2,
     )
     return history.history
@@ -290,8 +323,7 @@ def fit_across_workers(
     config: TrainParams,
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray],
-    log_dir: Path | None,
-    live: Live | None = None,
+    chosen: list[keras.callbacks.Callback],
 ) -> dict[str, list[float]]:
     """What model.fit does, as a loop of strategy.run over the model's own train_step.
 
@@ -312,7 +344,7 @@ def fit_across_workers(
         return model(images, training=False)
 
     callback_list = keras.callbacks.CallbackList(
-        callbacks(config, train[0], log_dir, live), add_history=True, add_progbar=True, model=model,
+        chosen, add_history=True, add_progbar=True, model=model,
         verbose=2, epochs=config.epochs, steps=-(-len(train[0]) // config.batch_size),
     )  # fmt: skip
     val_targets = targets(val[1], config)

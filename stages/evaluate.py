@@ -122,6 +122,7 @@ def main() -> None:
         tensorboard_logs.write_projector(log_dir, inference.embeddings(model, x_test), x_test, y_test, predicted)
         final = {"test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"], "val_accuracy": val_accuracy}
         tensorboard_logs.write_hparams(log_dir, run_hparams(config), final)
+        tensorboard_logs.make_reproducible(log_dir)
         params.check_unchanged("evaluate")
     print(f"test accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f}")
     print(f"evaluate: {time.perf_counter() - started:.1f}s")

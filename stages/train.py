@@ -3,16 +3,19 @@
 Writes models/model.keras and its summary. DVCLive writes reports/training/ epoch by epoch
 (per-step `dvc plots` files and metrics.json, which `dvc exp show` reads while the run goes on).
 TensorBoard logs go to logs/fit/: scalars, histograms, the graph, the model summary and a grid
-of sample inputs. In a multi-worker run (train.distribute = multi_worker) every worker runs this
-stage with its own TF_CONFIG and only the chief writes.
+of sample inputs, all made reproducible (the same run, the same bytes). What only this machine
+measured (epoch times, images/s, the CPU) goes to logs/timing/<start, UTC>/, no DVC output.
+In a multi-worker run (train.distribute = multi_worker) every worker runs this stage with its
+own TF_CONFIG and only the chief writes.
 """
 
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
 
-from fmnist import dataset, distribute, environment, params, paths, runtime
+from fmnist import cpu, dataset, distribute, environment, params, paths, runtime
 from fmnist.errors import raise_if_stopped, run_stage
 from fmnist.files import staged_outputs
 from fmnist.params.runtime import RuntimeParams
@@ -38,7 +41,7 @@ def main() -> None:
 
     strategy = distribute.strategy_for(config.distribute)
     chief = distribute.is_chief(strategy)
-    started = time.perf_counter()
+    started, stamp = time.perf_counter(), time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     with strategy.scope():
         model = training.compile_model(config, len(train[0]))
     if not chief:  # another worker of a multi-worker run: train in step, leave the outputs to the chief
@@ -53,15 +56,15 @@ def main() -> None:
     # failed run leaves the previous model, logs and metrics as they were.
     with staged_outputs() as out:
         log_dir = out.folder(paths.FIT_LOGS)
+        timing_dir = out.folder(paths.TIMING_LOGS / stamp)
         live = training.live_logger(out.live_folder(paths.TRAINING), model)
         tensorboard_logs.write_model_overview(model, log_dir / "train", summary, *train)
         raise_if_stopped()  # tracing the graph takes seconds: stop before the first epoch's first step
-        history = training.fit(model, config, train, val, log_dir, strategy, live)
+        history = training.fit(model, config, train, val, log_dir, strategy, live, timing_dir)
         train_seconds = time.perf_counter() - started
         training.check_finite(model, config)
         training.save_model(model, out.file(paths.MODEL))
         out.file(paths.MODEL_SUMMARY).write_text(summary)
-        live.summary["train_seconds"] = round(train_seconds, 1)
         live.make_summary()
         fingerprint = {
             "weights_sha256": training.weights_sha256(model),
@@ -69,6 +72,10 @@ def main() -> None:
             **environment.facts(unlocked=unlocked),
         }
         out.file(paths.FINGERPRINT).write_text(json.dumps(fingerprint, indent=2) + "\n")
+        tensorboard_logs.make_reproducible(log_dir)
+        machine = f"{cpu.model()}, {len(os.sched_getaffinity(0))} cores, {loaded.runtime.mode} mode"
+        run = f"{machine}: {train_seconds:.1f} s; weights sha256 {fingerprint['weights_sha256']}"
+        tensorboard_logs.write_text(timing_dir, "run", run)
         params.check_unchanged("train")
     print(f"train: {train_seconds:.1f}s, validation accuracy {history['val_accuracy'][-1]:.4f}")
     print(f"train: {loaded.runtime.mode} mode, weights sha256 {fingerprint['weights_sha256']}")

@@ -273,15 +273,18 @@ def test_stale_stages_ignores_missing_data_but_not_code_params_or_commands():
     }
 
 
-def results(accuracy, digest="a" * 64, mode="exact", cpu="cpu A"):
-    fingerprint = {"weights_sha256": digest, "runtime_mode": mode, "cpu": cpu}
+def results(accuracy, digest="a" * 64, mode="exact", isa="AVX2"):
+    fingerprint = {"weights_sha256": digest, "runtime_mode": mode, "onednn_isa": isa}
     return report.Results({str(paths.METRICS): {"accuracy": accuracy}, str(paths.FINGERPRINT): fingerprint})
 
 
 def test_exact_mode_needs_the_same_digest_native_mode_accuracy_within_the_noise():
     assert report.reproduction_problem(results(0.93), results(0.93), 0.005) is None
-    problem = report.reproduction_problem(results(0.93), results(0.93, "b" * 64, cpu="cpu B"), 0.005)
-    assert problem.startswith("weights digest bbbbbbbbbbbb reproduced, aaaaaaaaaaaa committed (committed on cpu A")
+    problem = report.reproduction_problem(results(0.93), results(0.93, "b" * 64, isa="AVX512_CORE"), 0.005)
+    assert problem == (
+        "weights digest bbbbbbbbbbbb reproduced, aaaaaaaaaaaa committed (committed with oneDNN at AVX2, reproduced at"
+        f" AVX512_CORE on {cpu.model()}); exact mode promises equal bits"
+    )
     native = results(0.930, mode="native")
     assert report.reproduction_problem(native, results(0.926, "b" * 64, "native"), 0.005) is None
     assert "further apart than the 0.5 pp" in report.reproduction_problem(native, results(0.924, "b", "native"), 0.005)

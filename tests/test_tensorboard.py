@@ -4,12 +4,14 @@ in headless Chromium as a person would."""
 import io
 import json
 import os
+import re
 import time
 import urllib.request
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 from google.protobuf import text_format
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -46,8 +48,42 @@ def test_scalars_one_value_per_epoch(logs):
     for run in ("train", "validation"):
         for tag in ("epoch_loss", "epoch_accuracy"):
             assert steps(load(logs / "fit" / run), tag, "scalars") == every_epoch
-    for tag in ("epoch_learning_rate", "epoch_seconds", "epoch_images_per_second"):
-        assert steps(load(logs / "fit" / "train"), tag, "scalars") == every_epoch
+    assert steps(load(logs / "fit" / "train"), "epoch_learning_rate", "scalars") == every_epoch
+    # Times live in the timing run, one per training, named by its start (UTC); none in the DVC outputs.
+    (timing_run,) = (logs / "timing").iterdir()
+    assert re.fullmatch(r"\d{8}-\d{6}", timing_run.name)
+    timing = load(timing_run)
+    for tag in ("epoch_seconds", "epoch_images_per_second"):
+        assert steps(timing, tag, "scalars") == every_epoch
+        assert tag not in load(logs / "fit" / "train").Tags()["tensors"]
+    run = timing.Tensors("run")[0].tensor_proto.string_val[0].decode()
+    assert re.search(r" cores, exact mode: \d+\.\d s; weights sha256 [0-9a-f]{64}$", run), run
+
+
+def test_a_second_run_gives_the_same_bytes_in_every_dvc_output(logs, tmp_path):
+    """Event files name their host, process and time and stamp every event; the graph and hparams serialize maps
+    in hash order. Made reproducible, every output in dvc.yaml comes out byte for byte (names too), so a
+    reproduction leaves dvc.lock's hashes and the DVC cache as they were."""
+    first = logs.parent
+    second = run_every_stage(project_on_tiny_data(tmp_path, EPOCHS))
+    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    outputs = [
+        next(iter(out)) if isinstance(out, dict) else out
+        for stage in pipeline["stages"].values()
+        for kind in ("outs", "metrics", "plots")
+        for out in stage.get(kind, [])
+    ]
+    assert "logs/fit" in outputs and "logs/evaluate" in outputs
+
+    def contents(project):
+        files = [path for out in outputs for path in [project / out, *sorted((project / out).rglob("*"))]]
+        return {path.relative_to(project).as_posix(): path.read_bytes() for path in files if path.is_file()}
+
+    before, after = contents(first), contents(second)
+    assert sorted(before) == sorted(after)
+    assert [name for name in before if before[name] != after[name]] == []
+    assert len([name for name in before if "tfevents" in name]) >= 5
+    assert len(list((second / "logs" / "timing").iterdir())) == 1  # the times: beside, in no output
 
 
 def test_histograms_of_every_weight_every_epoch(logs):

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.util import tensor_util
 
 from fmnist import training
 from fmnist.errors import StageError
@@ -211,16 +212,19 @@ def test_cosine_schedule_decays_the_learning_rate(data):
     assert cosine["learning_rate"] == sorted(cosine["learning_rate"], reverse=True)
 
 
-def test_every_epoch_goes_to_dvclive_with_speed_and_learning_rate(data, tmp_path):
+def test_every_epoch_goes_to_dvclive_and_its_times_only_to_the_timing_run(data, tmp_path):
     config = tiny_config()
     model = training.compile_model(config, len(data[0][0]))
     live = training.live_logger(tmp_path / "training", model)
-    history = training.fit(model, config, *data, None, live=live)
+    history = training.fit(model, config, *data, None, live=live, timing_dir=tmp_path / "timing")
     # Throughput counts the training part of the epoch only: faster than images / (training + validation).
-    for speed, seconds in zip(history["images_per_second"], history["seconds"]):
+    for speed, seconds in zip(history["images_per_second"], history["seconds"], strict=True):
         assert speed > len(data[0][0]) / seconds
     plots = tmp_path / "training/plots/metrics"
-    logged_per_epoch = {"train": ["accuracy", "loss", "images_per_second", "learning_rate"], "eval": ["accuracy"]}
+    logged_per_epoch = {"train": ["accuracy", "loss", "learning_rate"], "eval": ["accuracy", "loss"]}
+    assert {f"{split}/{name}.tsv" for split, names in logged_per_epoch.items() for name in names} == {
+        path.relative_to(plots).as_posix() for path in plots.rglob("*.tsv")
+    }  # no times: a reproduction gives the same files
     for split, names in logged_per_epoch.items():
         for name in names:
             rows = list(csv.DictReader((plots / split / f"{name}.tsv").open(), delimiter="\t"))
@@ -228,7 +232,12 @@ def test_every_epoch_goes_to_dvclive_with_speed_and_learning_rate(data, tmp_path
     logged = json.loads((tmp_path / "training/metrics.json").read_text())
     assert logged["eval"]["accuracy"] == history["val_accuracy"][-1]
     assert logged["parameters"] == 16_010 and logged["step"] == 1
+    assert set(logged["train"]) == {"accuracy", "loss", "learning_rate"}
     assert not (tmp_path / "dvc.yaml").exists() and not list(tmp_path.glob("training/*.yaml"))
+    timing = EventAccumulator(str(tmp_path / "timing"), size_guidance={"tensors": 0}).Reload()
+    for name in ("seconds", "images_per_second"):
+        logged = [float(tensor_util.make_ndarray(event.tensor_proto)) for event in timing.Tensors(f"epoch_{name}")]
+        assert logged == pytest.approx(history[name])
 
 
 def test_summary_text_lists_layers():

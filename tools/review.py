@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from fmnist import environment, github, params, paths
+from fmnist import cpu, environment, github, params, paths
 from fmnist.errors import StageError, run_stage
 from fmnist.files import write_text
 from fmnist.params.review import ReviewParams
@@ -48,7 +48,6 @@ MAIN_METRICS = [
     (paths.TRAINING_METRICS, "eval.accuracy"),  # validation (before DVCLive: train_metrics.json val_accuracy)
     (paths.TRAINING_METRICS, "eval.loss"),
     (paths.TRAINING_METRICS, "parameters"),
-    (paths.TRAINING_METRICS, "train_seconds"),
 ]
 CURVES = {"Accuracy": "accuracy", "Loss": "loss"}  # dvc.yaml plot id: its y field (a train and an eval file)
 # Mermaid has no legend: each line's colour is fixed here and named under the chart.
@@ -152,8 +151,8 @@ def reproduction_problem(committed: Results, reproduced: Results, tolerance: flo
     again = reproduced.get(paths.FINGERPRINT, "weights_sha256")
     if mode == "exact" and reproduced.get(paths.FINGERPRINT, "runtime_mode") == "exact":
         if digest != again:
-            where = f"committed on {committed.get(paths.FINGERPRINT, 'cpu')}"
-            where += f", reproduced on {reproduced.get(paths.FINGERPRINT, 'cpu')}"
+            where = f"committed with oneDNN at {committed.get(paths.FINGERPRINT, 'onednn_isa')}"
+            where += f", reproduced at {reproduced.get(paths.FINGERPRINT, 'onednn_isa')} on {cpu.model()}"
             return f"weights digest {str(again)[:12]} reproduced, {str(digest)[:12]} committed ({where}); exact mode promises equal bits"  # noqa: E501
         return None
     accuracy, accuracy_again = committed.get(paths.METRICS, HEADLINE), reproduced.get(paths.METRICS, HEADLINE)
@@ -395,7 +394,7 @@ class Review:
         else:
             exact = self.reproduced.get(paths.FINGERPRINT, "runtime_mode") == "exact"
             digest = str(self.reproduced.get(paths.FINGERPRINT, "weights_sha256"))[:12]
-            on = f"on {self.reproduced.get(paths.FINGERPRINT, 'cpu')}"
+            on = f"on {cpu.model()}"  # the reproduction ran here
             lines.append(
                 f"- ✅ **Reproduced exactly** {on}: weights digest `{digest}` as committed."
                 if exact
