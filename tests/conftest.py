@@ -153,6 +153,35 @@ def run_every_stage(project: Path) -> Path:
     return project
 
 
+def pushed_baseline(root: Path, remote: str, *remote_options: tuple[str, str], env: dict | None = None) -> str:
+    """A 1-epoch run on tiny data in root/project, committed; its outputs `dvc push`ed to `remote` (with these
+    `dvc remote modify` options) and main pushed to a bare Git remote, root/origin.git. Returns the commit."""
+
+    def run(cwd: Path, *args: str) -> str:
+        result = subprocess.run(args, cwd=cwd, env=env or project_env(), capture_output=True, text=True)
+        assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+    checksums = write_dataset(root / "mirror")
+    project = copy_project(
+        root / "project",
+        download={"sources": [str(root / "mirror")], "sha256": checksums},
+        train=TINY_TRAIN | {"epochs": 1},
+    )
+    run(project, "git", "init", "-q", "-b", "main")
+    run(project, "dvc", "init", "-q")
+    run(project, "dvc", "remote", "add", "-d", "team", remote)
+    for key, value in remote_options:
+        run(project, "dvc", "remote", "modify", "team", key, value)
+    run(project, "dvc", "repro")
+    run(project, "git", "add", "-A")
+    run(project, "git", "commit", "-qm", "baseline")
+    run(project, "dvc", "push")
+    run(root, "git", "init", "-q", "--bare", "-b", "main", "origin.git")
+    run(project, "git", "push", "-q", str(root / "origin.git"), "main")
+    return run(project, "git", "rev-parse", "HEAD").strip()
+
+
 def project_env() -> dict[str, str]:
     """Environment in which `dvc` and the stages' `python` are this virtual environment's."""
     bin_dir = str(Path(sys.executable).parent)

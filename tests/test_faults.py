@@ -481,13 +481,46 @@ def test_a_full_disk_names_the_output_and_keeps_the_previous_ones(reference, tmp
     """The stage runs with `folder` on a tmpfs that holds the previous outputs and 16 KiB more."""
     project = copy_of(reference, tmp_path / "project")
     before = {path: digest for path, digest in outputs(project).items() if path.startswith(folder + "/")}
+    result, after = run_on_a_small_tmpfs(project, folder, f'"$0" -m stages.{stage}', tmp_path / "after.txt")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {output}: no space left on device;")
+    assert "Traceback" not in result.stderr
+    assert after == before  # every previous output byte for byte, no temporaries left
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(MOUNT_NAMESPACE is None, reason="no mount namespace to hold a small tmpfs (unshare refused)")
+@pytest.mark.parametrize(("folder", "output"), [("logs", "logs/fit"), ("models", "models/model.keras")])
+def test_under_dvc_a_full_disk_names_the_output_and_puts_back_every_previous_one(reference, tmp_path, folder, output):
+    """`dvc repro train` of a bigger model with `folder` on that tmpfs: DVC deletes the previous outputs, which frees
+    their space, the new ones still do not fit, and the stage puts the previous ones back (its temporaries are gone),
+    every file byte for byte."""
+    project = copy_of(reference, tmp_path / "project")
+    for git in (["add", "-A"], ["commit", "-qm", "a finished run"]):
+        subprocess.run(["git", *git], cwd=project, env=project_env(), check=True)
+    set_params(project, "train", model="conv2_bn")  # 825k parameters against the default's 391k
+    before = {path: digest for path, digest in outputs(project).items() if path.startswith(folder + "/")}
+    status = git_status(project)
+    result, after = run_on_a_small_tmpfs(project, folder, "dvc repro train", tmp_path / "after.txt")
+    assert result.returncode != 0, result.stderr
+    assert f"error: {output}: no space left on device; previous outputs left as they were" in result.stderr
+    assert "note: train: put back the " in result.stderr
+    assert "Traceback" not in result.stderr
+    assert after == before
+    assert git_status(project) == status
+
+
+def run_on_a_small_tmpfs(
+    project: Path, folder: str, command: str, report: Path
+) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
+    """Run `command` (sh; $0 is this Python) with `folder` on a tmpfs that holds what it has and 16 KiB more, in a
+    private mount namespace; return its result and {path: SHA-256} of what the tmpfs held after it."""
     files = [path for path in (project / folder).rglob("*") if path.is_file()]
     size = sum(-(-path.stat().st_size // 4096) * 4096 for path in files) + 16 * 1024
-    report = tmp_path / "after.txt"
     script = (
         f"mv {folder} {folder}.before && mkdir {folder} && mount -t tmpfs -o size={size} tmpfs {folder}"
         f" && cp -a {folder}.before/. {folder}/ || exit 99\n"
-        f'"$0" -m stages.{stage}; code=$?\n'
+        f"{command}; code=$?\n"
         f"(cd {folder} && find . -type f -exec sha256sum {{}} +) > {report}\n"
         f"umount {folder}; rmdir {folder}; mv {folder}.before {folder}; exit $code"
     )
@@ -495,9 +528,6 @@ def test_a_full_disk_names_the_output_and_keeps_the_previous_ones(reference, tmp
         [*MOUNT_NAMESPACE, "sh", "-c", script, sys.executable],
         cwd=project, env=project_env(), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
-    assert result.returncode == 1, result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {output}: no space left on device;")
-    assert "Traceback" not in result.stderr
     after = {f"{folder}/{line.split(maxsplit=1)[1].removeprefix('./')}": line.split()[0] for line in
              report.read_text().splitlines()}  # fmt: skip
-    assert after == before  # every previous output byte for byte, no temporaries left
+    return result, after

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fmnist.errors import StageError
-from tests.conftest import TINY_TRAIN, copy_project, project_env, write_dataset
+from tests.conftest import project_env, pushed_baseline
 from tools import sweep
 
 SWEEP = "train.learning_rate=0.001,0.002"  # both differ from the baseline (TINY_TRAIN), so both train
@@ -40,21 +40,7 @@ def test_the_grid_is_dvcs_own():
 
 @pytest.mark.slow
 def test_two_runners_push_their_experiments_and_a_third_clone_sees_both(tmp_path):
-    checksums = write_dataset(tmp_path / "mirror")
-    project = copy_project(
-        tmp_path / "project",
-        download={"sources": [str(tmp_path / "mirror")], "sha256": checksums},
-        train=TINY_TRAIN | {"epochs": 1},
-    )
-    run(project, "git", "init", "-q", "-b", "main")
-    run(project, "dvc", "init", "-q")
-    run(project, "dvc", "remote", "add", "-d", "shared", str(tmp_path / "dvc-remote"))
-    run(project, "dvc", "repro")
-    run(project, "git", "add", "-A")
-    run(project, "git", "commit", "-qm", "baseline")
-    run(project, "dvc", "push")
-    run(tmp_path, "git", "init", "-q", "--bare", "-b", "main", "origin.git")
-    run(project, "git", "push", "-q", str(tmp_path / "origin.git"), "main")
+    pushed_baseline(tmp_path, str(tmp_path / "dvc-remote"))
 
     runners = []
     for index in (0, 1):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_TRAIN, copy_project, free_port, project_env, write_dataset
+from tests.conftest import free_port, project_env, pushed_baseline
 from tests.fault_proxy import Fault, FaultProxy
 from tests.s3 import BUCKET, CREDENTIALS
 from tools import sweep
@@ -62,24 +62,8 @@ def shared(tmp_path, s3_endpoint):
     """A baseline run pushed to a bare Git remote and to S3 through the fault proxy: (proxy, origin.git, name)."""
     proxy = FaultProxy(s3_endpoint)
     server, endpoint = proxy.serve()
-    checksums = write_dataset(tmp_path / "mirror")
-    project = copy_project(
-        tmp_path / "project",
-        download={"sources": [str(tmp_path / "mirror")], "sha256": checksums},
-        train=TINY_TRAIN | {"epochs": 1},
-    )
-    sh(project, "git", "init", "-q", "-b", "main")
-    sh(project, "dvc", "init", "-q")
-    sh(project, "dvc", "remote", "add", "-d", "team", REMOTE)
-    for key, value in (("endpointurl", endpoint), ("read_timeout", "1"), ("connect_timeout", "1")):
-        sh(project, "dvc", "remote", "modify", "team", key, value)
-    sh(project, "dvc", "repro")
-    sh(project, "git", "add", "-A")
-    sh(project, "git", "commit", "-qm", "baseline")
-    sh(project, "dvc", "push")
-    sh(tmp_path, "git", "init", "-q", "--bare", "-b", "main", "origin.git")
-    sh(project, "git", "push", "-q", str(tmp_path / "origin.git"), "main")
-    baseline = sh(project, "git", "rev-parse", "HEAD").strip()
+    options = ("endpointurl", endpoint), ("read_timeout", "1"), ("connect_timeout", "1")
+    baseline = pushed_baseline(tmp_path, REMOTE, *options, env=project_env() | RUNNER_ENV)
     yield proxy, tmp_path / "origin.git", f"sweep-{sweep.sweep_id(SWEEP, baseline)}-0"
     proxy.clear()
     server.shutdown()
