@@ -11,6 +11,7 @@ own TF_CONFIG and only the chief writes.
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -56,6 +57,8 @@ def main() -> None:
     # failed run leaves the previous model, logs and metrics as they were.
     with staged_outputs() as out:
         log_dir = out.folder(paths.FIT_LOGS)
+        for leftover in paths.TIMING_LOGS.glob(".*.tmp"):  # a killed run's: staged under another start time
+            shutil.rmtree(leftover, ignore_errors=True)
         timing_dir = out.folder(paths.TIMING_LOGS / stamp)
         live = training.live_logger(out.live_folder(paths.TRAINING), model)
         tensorboard_logs.write_model_overview(model, log_dir / "train", summary, *train)
