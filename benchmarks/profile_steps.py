@@ -1,6 +1,7 @@
 """Where a training step's time goes, and how far it is from the CPU's peak, in the pipeline's own runtime mode.
 
-    python -m benchmarks.profile_steps [--steps 50] [--model conv2_bn --batch-size 128] [--by layer]
+    python -m benchmarks.profile_steps [--steps 50] [--model conv2_bn --batch-size 128] [--by layer] [--mode native]
+    python -m benchmarks.profile_steps --pairs 3 [--steps 30]     # where exact mode's AVX2 cap costs time
 
 On the prepared training split with params' `train` and `runtime` sections (exact mode by default): a few warm-up
 steps, then `--steps` timed steps (images/s, the model's FLOP/s against a float32 matmul measured in the same
@@ -8,12 +9,18 @@ process and mode), then `--steps` steps under TensorFlow's profiler. Speed is gi
 second of the process's CPU time: the second does not count time the process waits or other processes take, so it
 is the steadier way to compare models on a shared machine. Prints each op type's (`--by layer`: each layer's) time
 summed over all threads (with 2 threads the sum can exceed the wall time) and its share. The profile's XPlane is read
-with TensorFlow's own protobuf (no profiler plugin needed).
+with TensorFlow's own protobuf (no profiler plugin needed). `--pairs N` profiles exact and native mode in alternating
+processes (native, exact, native, ...) and prints each op type's median time per step in each mode and their ratio:
+where capping oneDNN at AVX2 costs, op by op.
 """
 
 import argparse
 import collections
+import json
 import re
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -56,22 +63,17 @@ def layer_of(scope: str, layers: list[str]) -> str:
     return "(other)"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--top", type=int, default=15)
-    parser.add_argument("--by", choices=["op", "layer"], default="op", help="sum op time per op type or per layer")
-    parser.add_argument("--model", help="train.model instead of params.yaml's")
-    parser.add_argument("--batch-size", type=int, help="train.batch_size instead of params.yaml's")
-    args = parser.parse_args()
+def profile(args: argparse.Namespace) -> dict:
+    """Speed and op times of `args.steps` training steps, in this process, in `args.mode` (None: params')."""
     loaded = params.load(AllParams)
-    runtime.pin(loaded.runtime)
+    runtime_params = loaded.runtime.model_copy(update={"mode": args.mode or loaded.runtime.mode})
+    runtime.pin(runtime_params)
     import tensorflow as tf
 
     from benchmarks.train_speed import matmul_peak_gflops, training_flops_per_image
     from fmnist import training
 
-    runtime.configure_tensorflow(loaded.runtime)
+    runtime.configure_tensorflow(runtime_params)
     overrides = {"model": args.model, "batch_size": args.batch_size}
     config = loaded.train.model_copy(update={key: value for key, value in overrides.items() if value is not None})
     train, _ = prepared()
@@ -82,8 +84,6 @@ def main() -> None:
     model.fit(batches, steps_per_epoch=args.steps, epochs=1, verbose=0, shuffle=False)
     speed = args.steps * config.batch_size / (time.perf_counter() - started)
     cpu_speed = args.steps * config.batch_size / (time.process_time() - cpu_started)
-    flops = training_flops_per_image(model)
-    peak = matmul_peak_gflops()
     with tempfile.TemporaryDirectory() as profile_dir:
         tf.profiler.experimental.start(profile_dir)
         started = time.perf_counter()
@@ -92,17 +92,87 @@ def main() -> None:
         tf.profiler.experimental.stop()
         layers = [layer.name for layer in model.layers] if args.by == "layer" else None
         totals = op_times(Path(profile_dir), layers)
-    total = sum(totals.values())
-    per_step = wall / args.steps
-    print(f"{config.model}, batch {config.batch_size}, {loaded.runtime.mode} mode, {args.steps} steps:")
+    return {
+        "title": f"{config.model}, batch {config.batch_size}, {runtime_params.mode} mode, {args.steps} steps",
+        "batch_size": config.batch_size,
+        "images_per_second": speed,
+        "images_per_cpu_second": cpu_speed,
+        "flops_per_image": training_flops_per_image(model),
+        "matmul_peak_gflops": matmul_peak_gflops(),
+        "profiled_ms_per_step": 1000 * wall / args.steps,
+        "ms_per_step": {op: 1000 * seconds / args.steps for op, seconds in totals.most_common()},
+    }
+
+
+def print_profile(run: dict, by: str, top: int) -> None:
+    speed, flops, peak = run["images_per_second"], run["flops_per_image"], run["matmul_peak_gflops"]
+    print(f"{run['title']}:")
     print(f"  {speed:.0f} images/s x {flops / 1e6:.1f} MFLOP per training image = {speed * flops / 1e9:.1f} GFLOP/s")
+    cpu_speed = run["images_per_cpu_second"]
     print(f"  {cpu_speed:.0f} images per CPU-second (all threads' CPU time; waits and other processes not counted)")
     print(f"  float32 matmul peak in this mode: {peak:.1f} GFLOP/s -> {100 * speed * flops / 1e9 / peak:.0f}% of it")
-    print(f"profiled: {1000 * per_step:.1f} ms per step wall ({config.batch_size / per_step:.0f} images/s)")
-    print(f"  op time over all threads: {1000 * total / args.steps:.1f} ms per step")
-    print(f"  {'op type' if args.by == 'op' else 'layer':<28} {'ms/step':>8} {'share':>6}")
-    for op, seconds in totals.most_common(args.top):
-        print(f"  {op:<28} {1000 * seconds / args.steps:8.2f} {100 * seconds / total:5.1f}%")
+    per_step = run["profiled_ms_per_step"]
+    print(f"profiled: {per_step:.1f} ms per step wall ({1000 * run['batch_size'] / per_step:.0f} images/s)")
+    total = sum(run["ms_per_step"].values())
+    print(f"  op time over all threads: {total:.1f} ms per step")
+    print(f"  {'op type' if by == 'op' else 'layer':<28} {'ms/step':>8} {'share':>6}")
+    for op, ms in list(run["ms_per_step"].items())[:top]:
+        print(f"  {op:<28} {ms:8.2f} {100 * ms / total:5.1f}%")
+
+
+def median_per_op(runs: list[dict]) -> dict[str, float]:
+    """Each op type's median ms/step over the runs, an op missing from a run counting as 0 there."""
+    ops = {op for run in runs for op in run["ms_per_step"]}
+    return {op: statistics.median(run["ms_per_step"].get(op, 0.0) for run in runs) for op in ops}
+
+
+def compare_modes(args: argparse.Namespace) -> None:
+    """Native and exact mode in alternating processes; per op type, the median ms/step of each and their ratio."""
+    options = ["--steps", str(args.steps), "--by", args.by, "--json"]
+    for flag, value in (("--model", args.model), ("--batch-size", args.batch_size)):
+        if value:
+            options += [flag, str(value)]
+    runs: dict[str, list[dict]] = {"native": [], "exact": []}
+    for pair in range(args.pairs):
+        for mode in runs:
+            command = [sys.executable, "-m", "benchmarks.profile_steps", "--mode", mode, *options]
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                sys.exit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
+            runs[mode].append(json.loads(result.stdout.strip().splitlines()[-1]))
+        native, exact = (runs[mode][-1]["images_per_second"] for mode in runs)
+        print(f"pair {pair + 1}: native {native:.0f} images/s, exact {exact:.0f}, exact/native {exact / native:.3f}")
+    ratios = [e["images_per_second"] / n["images_per_second"] for n, e in zip(runs["native"], runs["exact"])]
+    print(f"exact/native images/s: median {statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f})")
+    median = {mode: median_per_op(mode_runs) for mode, mode_runs in runs.items()}
+    ops = sorted(set(median["native"]) | set(median["exact"]), key=lambda op: -median["exact"].get(op, 0.0))
+    wall = {mode: statistics.median(run["profiled_ms_per_step"] for run in runs[mode]) for mode in runs}
+    print(f"median wall time per profiled step: native {wall['native']:.1f} ms, exact {wall['exact']:.1f} ms")
+    lost = sum(median["exact"].values()) - sum(median["native"].values())
+    print(f"median ms/step over all threads, {args.pairs} runs each; exact mode spends {lost:+.1f} ms/step more in all")
+    print(f"  {'op type' if args.by == 'op' else 'layer':<28} {'native':>8} {'exact':>8} {'ratio':>6} {'extra':>7}")
+    for op in ops[: args.top]:
+        native, exact = median["native"].get(op, 0.0), median["exact"].get(op, 0.0)
+        ratio = f"{exact / native:6.2f}" if native else "     -"
+        print(f"  {op:<28} {native:8.2f} {exact:8.2f} {ratio} {exact - native:+7.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--by", choices=["op", "layer"], default="op", help="sum op time per op type or per layer")
+    parser.add_argument("--model", help="train.model instead of params.yaml's")
+    parser.add_argument("--batch-size", type=int, help="train.batch_size instead of params.yaml's")
+    parser.add_argument("--mode", choices=["exact", "native"], help="runtime.mode instead of params.yaml's")
+    parser.add_argument("--pairs", type=int, help="compare native and exact mode over this many pairs of processes")
+    parser.add_argument("--json", action="store_true", help="print the run as one JSON line")
+    args = parser.parse_args()
+    if args.pairs:
+        compare_modes(args)
+        return
+    run = profile(args)
+    print(json.dumps(run)) if args.json else print_profile(run, args.by, args.top)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-from benchmarks.profile_steps import layer_of
+from benchmarks.profile_steps import layer_of, median_per_op
 
 LAYERS = ["rescale", "conv_1", "pool_1", "bn_1", "conv_2", "dense", "classifier"]
 
@@ -9,3 +9,8 @@ def test_profile_by_layer_puts_forward_and_gradient_ops_under_their_layer():
     assert layer_of("StatefulPartitionedCall/conv3_bn_1/bn_1_1/batchnorm/sub", LAYERS) == "bn_1"
     assert layer_of("StatefulPartitionedCall/conv3_bn_1/dense_1/Relu", LAYERS) == "dense"
     assert layer_of("StatefulPartitionedCall/adamw/Mul_12", LAYERS) == "(other)"
+
+
+def test_median_per_op_counts_an_op_missing_from_a_run_as_zero_there():
+    runs = [{"ms_per_step": times} for times in ({"Conv2D": 3.0, "Neg": 1.0}, {"Conv2D": 1.0}, {"Conv2D": 2.0})]
+    assert median_per_op(runs) == {"Conv2D": 2.0, "Neg": 0.0}
