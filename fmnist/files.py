@@ -56,10 +56,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_dir(path: Path) -> Iterator[Path]:
-    """Yield an empty temporary folder beside `path`; swap it in for `path` on success."""
+def atomic_dir(path: Path, leftovers: str | None = None) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `path`; swap it in for `path` on success. A killed earlier run's
+    temporaries are removed first: `path`'s own, or those `leftovers` matches beside it (for a name that differs
+    run to run)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(path.parent, f".{path.name}.*.tmp")
+    _remove_leftovers(path.parent, leftovers or f".{path.name}.*.tmp")
     tmp = None
     try:
         with signals_deferred():
@@ -113,8 +115,8 @@ class StagedOutputs:
     def file(self, path: Path) -> Path:
         return self._stage(atomic_path(path), path)
 
-    def folder(self, path: Path) -> Path:
-        return self._stage(atomic_dir(path), path)
+    def folder(self, path: Path, leftovers: str | None = None) -> Path:
+        return self._stage(atomic_dir(path, leftovers), path)
 
     def live_folder(self, path: Path) -> Path:
         return self._stage(live_dir(path), path)

@@ -290,12 +290,11 @@ def fit(
 ) -> dict[str, list[float]]:
     """The history: each epoch's logs (loss, accuracy, val_*, learning_rate), its `seconds` and `images_per_second`."""
     stats = EpochStats(len(train[0]), timing_dir)
+    chosen = callbacks(config, train[0], log_dir, live, stats)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        history = fit_across_workers(
-            model, strategy, config, train, val, callbacks(config, train[0], log_dir, live, stats)
-        )
+        history = fit_across_workers(model, strategy, config, train, val, chosen)
     else:
-        history = fit_on_one_worker(model, config, train, val, callbacks(config, train[0], log_dir, live, stats))
+        history = fit_on_one_worker(model, config, train, val, chosen)
     return history | stats.times
 
 

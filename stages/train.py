@@ -11,7 +11,6 @@ own TF_CONFIG and only the chief writes.
 
 import json
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -57,9 +56,7 @@ def main() -> None:
     # failed run leaves the previous model, logs and metrics as they were.
     with staged_outputs() as out:
         log_dir = out.folder(paths.FIT_LOGS)
-        for leftover in paths.TIMING_LOGS.glob(".*.tmp"):  # a killed run's: staged under another start time
-            shutil.rmtree(leftover, ignore_errors=True)
-        timing_dir = out.folder(paths.TIMING_LOGS / stamp)
+        timing_dir = out.folder(paths.TIMING_LOGS / stamp, leftovers=".*.tmp")  # a killed run's: another start
         live = training.live_logger(out.live_folder(paths.TRAINING), model)
         tensorboard_logs.write_model_overview(model, log_dir / "train", summary, *train)
         raise_if_stopped()  # tracing the graph takes seconds: stop before the first epoch's first step
