@@ -236,7 +236,7 @@ def scratch_copy(dest: Path) -> None:
 def run_tests(root: Path, tests: tuple[str, ...]) -> tuple[str, float]:
     """'passed', 'failed', 'skipped' (nothing ran: this machine cannot run them) or 'error N' (pytest's exit)."""
     started = time.perf_counter()
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    command = [sys.executable, "-m", "pytest", "-n", "0", "-x", "-q", "-p", "no:cacheprovider", *tests]
     result = subprocess.run(command, cwd=root, capture_output=True, text=True)
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     if result.returncode == 0:
