@@ -23,9 +23,9 @@ import collections
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
+
+from benchmarks.common import child_json, prepared, timed_steps
 
 VARIANTS = (
     "exact",
@@ -84,17 +84,13 @@ def child(variant: str, steps: int) -> dict:
     if variant == "exact-fused-bn":
         fused_batch_norm_in_training()
 
-    from benchmarks.common import prepared
     from fmnist import training
 
     tf.keras.utils.set_random_seed(loaded.train.seed)
     train, _ = prepared()
     model = training.compile_model(loaded.train, len(train[0]))
     batches = training.batches(loaded.train, *train).repeat()
-    model.fit(batches, steps_per_epoch=10, epochs=1, verbose=0, shuffle=False)  # trace and warm up
-    wall, cpu = time.perf_counter(), time.process_time()
-    model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = timed_steps(model, batches, steps)
     return {
         "variant": variant,
         "images_per_second": steps * loaded.train.batch_size / wall,
@@ -141,10 +137,7 @@ def main() -> None:
     for round_number in range(args.rounds):
         for variant in args.variants:
             command = [sys.executable, "-m", "benchmarks.exact_pins", "--child", variant, "--steps", str(args.steps)]
-            result = subprocess.run(command, capture_output=True, text=True, check=False)
-            if result.returncode != 0:
-                sys.exit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
-            runs.append(json.loads(result.stdout.strip().splitlines()[-1]))
+            runs.append(child_json(command))
             print(f"round {round_number + 1}: {variant} {runs[-1]['images_per_second']:.0f} images/s", flush=True)
     print(f"{'variant':<24} {'images/s (median, range)':>26} {'/native':>8} {'cores busy':>10}  weights digest")
     for row in summarize(runs):

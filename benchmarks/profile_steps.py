@@ -1,7 +1,7 @@
 """Where a training step's time goes, and how far it is from the CPU's peak, in the pipeline's own runtime mode.
 
     python -m benchmarks.profile_steps [--steps 50] [--model conv2_bn --batch-size 128] [--by layer] [--mode native]
-    python -m benchmarks.profile_steps --pairs 3 [--steps 30]     # where exact mode's AVX2 cap costs time
+    python -m benchmarks.profile_steps --pairs 3 [--steps 30]     # exact and native mode, op by op
 
 On the prepared training split with params' `train` and `runtime` sections (exact mode by default): a few warm-up
 steps, then `--steps` timed steps (images/s, the model's FLOP/s against a float32 matmul measured in the same
@@ -10,8 +10,9 @@ second of the process's CPU time: the second does not count time the process wai
 is the steadier way to compare models on a shared machine. Prints each op type's (`--by layer`: each layer's) time
 summed over all threads (with 2 threads the sum can exceed the wall time) and its share. The profile's XPlane is read
 with TensorFlow's own protobuf (no profiler plugin needed). `--pairs N` profiles exact and native mode in alternating
-processes (native, exact, native, ...) and prints each op type's median time per step in each mode and their ratio:
-where capping oneDNN at AVX2 costs, op by op.
+processes (native, exact, native, ...) and prints each op type's median time per step in each mode and their ratio.
+Native mode may run two ops at once (two inter-op threads), so its per-op times are not exact mode's minus the
+cap: `benchmarks.exact_pins` changes one pin at a time.
 """
 
 import argparse
@@ -19,13 +20,12 @@ import collections
 import json
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import prepared
+from benchmarks.common import child_json, prepared, timed_steps
 from fmnist import params, runtime
 from fmnist.params.all_sections import AllParams
 
@@ -79,11 +79,8 @@ def profile(args: argparse.Namespace) -> dict:
     train, _ = prepared()
     model = training.compile_model(config, len(train[0]))
     batches = training.batches(config, *train).repeat()
-    model.fit(batches, steps_per_epoch=10, epochs=1, verbose=0, shuffle=False)  # trace and warm up
-    started, cpu_started = time.perf_counter(), time.process_time()
-    model.fit(batches, steps_per_epoch=args.steps, epochs=1, verbose=0, shuffle=False)
-    speed = args.steps * config.batch_size / (time.perf_counter() - started)
-    cpu_speed = args.steps * config.batch_size / (time.process_time() - cpu_started)
+    wall, cpu = timed_steps(model, batches, args.steps)
+    speed, cpu_speed = args.steps * config.batch_size / wall, args.steps * config.batch_size / cpu
     with tempfile.TemporaryDirectory() as profile_dir:
         tf.profiler.experimental.start(profile_dir)
         started = time.perf_counter()
@@ -135,11 +132,7 @@ def compare_modes(args: argparse.Namespace) -> None:
     runs: dict[str, list[dict]] = {"native": [], "exact": []}
     for pair in range(args.pairs):
         for mode in runs:
-            command = [sys.executable, "-m", "benchmarks.profile_steps", "--mode", mode, *options]
-            result = subprocess.run(command, capture_output=True, text=True, check=False)
-            if result.returncode != 0:
-                sys.exit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
-            runs[mode].append(json.loads(result.stdout.strip().splitlines()[-1]))
+            runs[mode].append(child_json([sys.executable, "-m", "benchmarks.profile_steps", "--mode", mode, *options]))
         native, exact = (runs[mode][-1]["images_per_second"] for mode in runs)
         print(f"pair {pair + 1}: native {native:.0f} images/s, exact {exact:.0f}, exact/native {exact / native:.3f}")
     ratios = [e["images_per_second"] / n["images_per_second"] for n, e in zip(runs["native"], runs["exact"])]

@@ -16,11 +16,10 @@ Run from the repository root after `dvc repro preprocess` (uses data/prepared; w
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 
+from benchmarks.common import child_json
 from fmnist import cpu, params, runtime
 from fmnist.params.all_sections import AllParams
 
@@ -58,11 +57,7 @@ def child(mode: str, images: int, epochs: int) -> None:
 
 def run_child(mode: str, images: int, epochs: int, env: dict | None = None, prefix: list | None = None) -> dict:
     child_args = ["-m", "benchmarks.reproducibility", "child", mode, str(images), str(epochs)]
-    command = [*(prefix or []), sys.executable, *child_args]
-    result = subprocess.run(command, env=os.environ | (env or {}), capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return child_json([*(prefix or []), sys.executable, *child_args], env)
 
 
 def digests(images: int) -> None:
