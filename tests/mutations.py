@@ -82,6 +82,22 @@ MUTATIONS = [
         ("tests/test_runtime.py::test_exact_mode_trains_and_predicts_without_approximate_instructions",),
     ),
     Mutation(
+        "exact mode's batch norm unfused",
+        "exact mode: batch norm in training runs as oneDNN's fused kernel",
+        "fmnist/runtime.py",
+        "_fuse_batch_norm_in_training(keras.layers.BatchNormalization)",
+        "pass  # _fuse_batch_norm_in_training(keras.layers.BatchNormalization)",
+        ("tests/test_runtime.py::test_exact_mode_trains_and_predicts_without_approximate_instructions",),
+    ),
+    Mutation(
+        "fused batch norm's unbiased moving variance",
+        "exact mode's batch norm computes what Keras' does, moving statistics included",
+        "fmnist/runtime.py",
+        "variance = variance * ((count - 1.0) / count)",
+        "variance = variance",
+        ("tests/test_runtime.py::test_exact_modes_fused_batch_norm_computes_what_keras_batch_norm_does",),
+    ),
+    Mutation(
         "divergence guard off",
         "a NaN loss fails the run at that step, nothing written",
         "fmnist/training.py",

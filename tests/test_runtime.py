@@ -222,12 +222,13 @@ context.context().enable_run_metadata()
 tf.function(model.train_step)((images, labels))
 tf.function(lambda x: model(x, training=False))(images)
 metadata = context.context().export_run_metadata()
-types = set()
+types = {{"optimized": set(), "executed": set()}}  # after Grappler; after the oneDNN rewrite too (what ran)
 for graphs in metadata.function_graphs:
-    for graph in [*graphs.partition_graphs, graphs.post_optimization_graph]:
-        types |= {{node.op for node in graph.node}}
-        types |= {{node.op for function in graph.library.function for node in function.node_def}}
-print(json.dumps(sorted(types)))
+    for kind, graph_list in (("optimized", [graphs.post_optimization_graph]), ("executed", graphs.partition_graphs)):
+        for graph in graph_list:
+            types[kind] |= {{node.op for node in graph.node}}
+            types[kind] |= {{node.op for function in graph.library.function for node in function.node_def}}
+print(json.dumps({{kind: sorted(ops) for kind, ops in types.items()}}))
 """
 )
 
@@ -235,10 +236,18 @@ print(json.dumps(sorted(types)))
 @pytest.mark.slow
 def test_exact_mode_trains_and_predicts_without_approximate_instructions():
     """What TensorFlow runs, not what the Python code says: Grappler rewrites x / sqrt(y) and 1 / y."""
-    exact = set(json.loads(child(EXECUTED_OPS.format(mode="exact")).splitlines()[-1]))
-    native = set(json.loads(child(EXECUTED_OPS.format(mode="native")).splitlines()[-1]))
-    assert {"_MklNativeConv2D", "_MklMatMul", "Sqrt"} <= exact and not exact & APPROXIMATE_OPS
-    assert native & APPROXIMATE_OPS == {"Rsqrt", "RsqrtGrad"}  # batch norm, as TensorFlow computes it
+    exact, native = (
+        {k: set(v) for k, v in json.loads(child(EXECUTED_OPS.format(mode=mode)).splitlines()[-1]).items()}
+        for mode in ("exact", "native")
+    )
+    assert {"_MklNativeConv2D", "_MklMatMul", "Sqrt"} <= exact["executed"]
+    assert not (exact["optimized"] | exact["executed"]) & APPROXIMATE_OPS
+    # Batch norm in training runs as oneDNN's kernel (IEEE sqrt and division); TensorFlow's own takes rsqrt.
+    assert {op for op in exact["executed"] if "BatchNorm" in op} == {
+        "_MklNativeFusedBatchNormEx",  # fused with the ReLU that follows it by Grappler's remapper
+        "_MklNativeFusedBatchNormGradV3",
+    }
+    assert native["executed"] & APPROXIMATE_OPS == {"Rsqrt", "RsqrtGrad"}  # batch norm, as TensorFlow computes it
 
 
 def test_exact_mode_warns_on_a_cpu_it_cannot_promise_and_still_runs(monkeypatch, capsys):
@@ -251,3 +260,45 @@ def test_exact_mode_warns_on_a_cpu_it_cannot_promise_and_still_runs(monkeypatch,
         "warning: runtime.mode = 'exact' gives the same bits on x86-64 CPUs with AVX2; this aarch64"
     )
     assert len(warning.splitlines()) == 1 and environ["TF_NUM_INTRAOP_THREADS"] == "2"
+
+
+FUSED_AGAINST_KERAS = """
+import json
+import numpy as np
+from fmnist import runtime
+from fmnist.params.runtime import RuntimeParams
+config = RuntimeParams(mode="exact", threads=2)
+runtime.pin(config)
+import keras, tensorflow as tf
+runtime.configure_tensorflow(config)
+runtime.configure_tensorflow(config)  # twice in one process: still one wrapper
+fused_call = keras.layers.BatchNormalization.call
+images = tf.constant(np.random.default_rng(3).normal(2.0, 3.0, (6, 5, 5, 16)), tf.float32)
+upstream = tf.constant(np.random.default_rng(4).normal(0.0, 1.0, (6, 5, 5, 16)), tf.float32)  # d loss / d outputs
+results = []
+for call in (fused_call, fused_call.__wrapped__):  # exact mode's, then Keras' own ops (with exact mode's division)
+    keras.layers.BatchNormalization.call = call
+    layer = keras.layers.BatchNormalization(momentum=0.9)
+    layer.build(images.shape)
+    layer.gamma.assign(np.linspace(0.5, 2.0, 16))
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        outputs = layer(images, training=True)
+        loss = tf.reduce_sum(outputs * upstream)
+    gradients = tape.gradient(loss, [images, layer.gamma, layer.beta])
+    values = [outputs, *gradients, layer.moving_mean, layer.moving_variance, layer(images, training=False)]
+    results.append([np.asarray(value).tolist() for value in values])
+print(json.dumps({"results": results, "wrapped_once": not hasattr(fused_call.__wrapped__, "__wrapped__")}))
+"""
+
+
+def test_exact_modes_fused_batch_norm_computes_what_keras_batch_norm_does():
+    """Outputs, gradients (images, gamma, beta), moving mean and (biased) variance, and inference, to float error."""
+    import numpy as np
+
+    answer = json.loads(child(FUSED_AGAINST_KERAS).splitlines()[-1])
+    fused, keras_own = answer["results"]
+    names = ["outputs", "d images", "d gamma", "d beta", "moving mean", "moving variance", "inference"]
+    for name, ours, theirs in zip(names, fused, keras_own, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=2e-5, atol=2e-5, err_msg=name)
+    assert answer["wrapped_once"]
