@@ -1,5 +1,6 @@
 """Tiny synthetic Fashion-MNIST look-alikes, written as real IDX files, and a local HTTP server."""
 
+import fcntl
 import functools
 import gzip
 import hashlib
@@ -131,6 +132,7 @@ def copy_project(dest: Path, **sections: dict) -> Path:
 # write_dataset's 200 training images leave 160 after the validation split: 2 steps per epoch at batch 128. No
 # shifts: synthetic_split's classes are bands 2 pixels apart, so a 2-pixel shift would turn one class into another.
 TINY_TRAIN = {"batch_size": 128, "learning_rate": 0.003, "max_shift": 0}
+TINY_RUN_EPOCHS = 2  # tiny_run's
 
 
 def project_on_tiny_data(root: Path, epochs: int = 2) -> Path:
@@ -151,6 +153,25 @@ def run_every_stage(project: Path) -> Path:
         )
         assert result.returncode == 0, result.stderr
     return project
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A project in which every stage's main ran once on tiny data (TINY_RUN_EPOCHS epochs), for tests that read
+    its outputs and never write them (copy it to change it). Built once per pytest run: under pytest-xdist the first
+    worker to ask builds it in the run's shared folder and the others wait for it, rather than each training its own
+    (a module fixture was built up to three times a run, once per worker and again after work stealing)."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # this run's folder, above each worker's own
+    root = shared / "tiny-run"
+    with (shared / "tiny-run.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this worker dies
+        if not (root / "done").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            run_every_stage(project_on_tiny_data(root, TINY_RUN_EPOCHS))
+            (root / "done").touch()
+    return root / "project"
 
 
 def pushed_baseline(root: Path, remote: str, *remote_options: tuple[str, str], env: dict | None = None) -> str:

@@ -156,28 +156,23 @@ def dvc(project: Path, *args: str) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize(
-    ("stage", "marker", "delay"),
-    [
-        ("download", "Running stage 'download'", 1.5),
-        ("preprocess", "Running stage 'preprocess'", 0.5),
-        ("train", "Epoch 2/3", 0.2),
-    ],
-)
-def test_sigkill_mid_stage_then_repro_completes_with_the_same_metrics(
-    dataset, reference_metrics, serve, stage, marker, delay
-):
-    root, checksums = dataset
-    source = serve(root / "mirror", TricklingHandler) if stage == "download" else str(root / "mirror")
-    project = new_repo(root, f"killed-{stage}", source, checksums)
-    output = kill_when(start_repro(project), marker, delay)
-    assert marker in output
-    assert not (project / "reports/metrics.json").exists()  # it really died before the end
+# Where each SIGKILL lands: this long after the line appears, the stage is mid-way (the download trickles).
+KILLED_AT = {"download": ("Running stage 'download'", 1.5), "preprocess": ("Running stage 'preprocess'", 0.5),
+             "train": ("Epoch 2/3", 0.2)}  # fmt: skip
 
-    if stage == "download":  # the rerun needs no slow server; only the source's location differs
-        values = yaml.safe_load((project / "params.yaml").read_text())
-        values["download"]["sources"] = [str(root / "mirror")]
-        (project / "params.yaml").write_text(yaml.safe_dump(values))
+
+def test_sigkill_in_each_stage_then_the_next_repro_goes_on_to_the_same_metrics(dataset, reference_metrics, serve):
+    """A first `dvc repro` killed in download, the next in preprocess, the next in training, as a user's machine might
+    go down: each repro picks up what the last left half done, and the last completes with the metrics of a run never
+    interrupted. One repository for the three, as a user has it; each stage's own handling of a kill is the same."""
+    root, checksums = dataset
+    project = new_repo(root, "killed", serve(root / "mirror", TricklingHandler), checksums)
+    for stage, (marker, delay) in KILLED_AT.items():
+        output = kill_when(start_repro(project), marker, delay)
+        assert marker in output, (stage, output)
+        assert not (project / "reports/metrics.json").exists()  # it really died before the end
+        if stage == "download":  # the reruns need no slow server; only the source's location differs
+            set_params(project, "download", sources=[str(root / "mirror")])
     result = repro(project)
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads((project / "reports/metrics.json").read_text()) == reference_metrics
@@ -202,29 +197,30 @@ def test_a_second_concurrent_repro_fails_fast_on_the_lock(dataset):
     assert (project / "reports/metrics.json").exists()
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_ctrl_c_mid_stage_stops_it_in_seconds_then_repro_completes(dataset, reference_metrics, serve, stage):
+def test_ctrl_c_in_each_stage_stops_it_in_seconds_then_repro_completes(dataset, reference_metrics, serve):
+    """Ctrl-C a first `dvc repro` in download (a slow server), the next in preprocess, then train, then evaluate,
+    each while it writes its outputs: each stops within seconds with one line and no temporary files, and the next
+    repro goes on from there; the last completes with the metrics of a run never interrupted."""
     root, checksums = dataset
-    source = serve(root / "mirror", TricklingHandler) if stage == "download" else str(root / "mirror")
-    project = new_repo(root, f"ctrl-c-{stage}", source, checksums)
-    process = start_repro(project)
-    seen = []
-    for line in process.stdout:
-        seen.append(line)
-        if f"Running stage '{stage}'" in line:
-            break
-    wait_until_writing(process, project, stage)
-    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
-    sent = time.monotonic()
-    output = "".join(seen) + process.communicate(timeout=60)[0]
-    assert time.monotonic() - sent < 10, output
-    assert process.returncode != 0, output
-    assert f"error: {stage}: interrupted by SIGINT; its outputs were left as they were" in output, output
-    assert "Traceback" not in output
-    assert not temporaries(project)
-
-    if stage == "download":
-        set_params(project, "download", sources=[str(root / "mirror")])
+    project = new_repo(root, "ctrl-c", serve(root / "mirror", TricklingHandler), checksums)
+    for stage in STAGES:
+        process = start_repro(project)
+        seen = []
+        for line in process.stdout:
+            seen.append(line)
+            if f"Running stage '{stage}'" in line:
+                break
+        wait_until_writing(process, project, stage)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+        sent = time.monotonic()
+        output = "".join(seen) + process.communicate(timeout=60)[0]
+        assert time.monotonic() - sent < 10, output
+        assert process.returncode != 0, output
+        assert f"error: {stage}: interrupted by SIGINT; its outputs were left as they were" in output, output
+        assert "Traceback" not in output
+        assert not temporaries(project), stage
+        if stage == "download":  # the reruns need no slow server
+            set_params(project, "download", sources=[str(root / "mirror")])
     result = repro(project)
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads((project / "reports/metrics.json").read_text()) == reference_metrics

@@ -129,8 +129,8 @@ def test_repro_then_noop_then_experiment(repo, serve):
     assert json.loads((project / "reports/metrics.json").read_text()) == metrics
     assert len((project / "reports/training/plots/metrics/train/loss.tsv").read_text().splitlines()) == 1 + 2
 
-    # Queued experiments run in the background, two at a time, and all land in `dvc exp show`.
-    for seed in (1, 2, 3):
+    # Queued experiments run in the background, two at a time, and both land in `dvc exp show`.
+    for seed in (1, 2):
         run(["dvc", "exp", "run", "--queue", "-S", f"train.seed={seed}", "-S", "train.epochs=1"], project)
     start_queue(project, jobs=2)
     try:
@@ -144,7 +144,7 @@ def test_repro_then_noop_then_experiment(repo, serve):
     shown = json.loads(run(["dvc", "exp", "show", "--json"], project).splitlines()[-1])
     runs = [exp for baseline in shown for group in baseline.get("experiments") or [] for exp in group["revs"]]
     experiments = {exp["name"]: exp["data"]["params"]["params.yaml"]["data"]["train"]["seed"] for exp in runs}
-    assert sorted(experiments.values()) == [1, 2, 3, 42, 42, 42]  # queued seeds; three earlier exp runs
+    assert sorted(experiments.values()) == [1, 2, 42, 42, 42]  # queued seeds; three earlier exp runs
     losses = [exp["data"]["metrics"]["reports/metrics.json"]["data"]["loss"] for exp in runs]
     assert len(set(losses)) == len(losses), losses  # each seed gave its own model
 
@@ -187,7 +187,8 @@ def live_progress(project, name: str) -> tuple[str | None, int | None, float | N
 
 def test_a_queued_experiment_shows_its_epochs_in_exp_show_while_it_runs(tmp_path):
     project = project_on_tiny_data(tmp_path, epochs=1)
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro"], ["git", "add", "-A"]):
+    # A committed baseline is all `dvc exp run --queue` needs; its pipeline has not run (saves a training here).
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"]):
         run(command, project)
     run(["git", "commit", "-qm", "baseline"], project)
     run(["dvc", "exp", "run", "--queue", "-S", "train.epochs=2000", "-n", "long"], project)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from fmnist import dataset
-from tests.conftest import project_env, project_on_tiny_data, run_every_stage, synthetic_split
+from tests.conftest import project_env, synthetic_split
 from tools.predict import to_fashion_mnist
 
 
@@ -40,9 +40,9 @@ def test_transparency_counts_as_white_background():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tiny_run):
     """A model trained and evaluated on tiny data; its test images and evaluate's predictions for them."""
-    project = run_every_stage(project_on_tiny_data(tmp_path_factory.mktemp("predict"), epochs=3))
+    project = tiny_run
     images, _ = dataset.load_arrays(project / "data/prepared/test.npz")
     with (project / "reports/confusion.csv").open() as rows:
         evaluated = [row["predicted"] for row in csv.DictReader(rows)]  # one row per test image, in order

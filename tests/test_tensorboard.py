@@ -21,17 +21,16 @@ from tensorboard.plugins.projector import projector_config_pb2
 from fmnist import dataset, params, tensorboard_logs
 from fmnist.model import build_model
 from fmnist.params.all_sections import AllParams
-from tests.conftest import REPO, free_port, project_on_tiny_data, run_every_stage
+from tests.conftest import REPO, TINY_RUN_EPOCHS, free_port, project_on_tiny_data, run_every_stage
 from tools import screenshots
 
-EPOCHS = 2
+EPOCHS = TINY_RUN_EPOCHS
 
 
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory):
-    """Run every stage's main on tiny data; return the logs/ folder."""
-    project = project_on_tiny_data(tmp_path_factory.mktemp("tensorboard"), EPOCHS)
-    return run_every_stage(project) / "logs"
+@pytest.fixture
+def logs(tiny_run):
+    """The logs/ folder of every stage's main run on tiny data (EPOCHS epochs)."""
+    return tiny_run / "logs"
 
 
 def load(run_dir) -> EventAccumulator:
