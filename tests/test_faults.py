@@ -164,7 +164,7 @@ KILLED_AT = {"download": ("Running stage 'download'", 1.5), "preprocess": ("Runn
 def test_sigkill_in_each_stage_then_the_next_repro_goes_on_to_the_same_metrics(dataset, reference_metrics, serve):
     """A first `dvc repro` killed in download, the next in preprocess, the next in training, as a user's machine might
     go down: each repro picks up what the last left half done, and the last completes with the metrics of a run never
-    interrupted. One repository for the three, as a user has it; each stage's own handling of a kill is the same."""
+    interrupted and no temporary file left: a kill gives a stage no chance to clean up, so its next run does."""
     root, checksums = dataset
     project = new_repo(root, "killed", serve(root / "mirror", TricklingHandler), checksums)
     for stage, (marker, delay) in KILLED_AT.items():
