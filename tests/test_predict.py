@@ -42,11 +42,10 @@ def test_transparency_counts_as_white_background():
 @pytest.fixture(scope="module")
 def trained(tiny_run):
     """A model trained and evaluated on tiny data; its test images and evaluate's predictions for them."""
-    project = tiny_run
-    images, _ = dataset.load_arrays(project / "data/prepared/test.npz")
-    with (project / "reports/confusion.csv").open() as rows:
+    images, _ = dataset.load_arrays(tiny_run / "data/prepared/test.npz")
+    with (tiny_run / "reports/confusion.csv").open() as rows:
         evaluated = [row["predicted"] for row in csv.DictReader(rows)]  # one row per test image, in order
-    return project, images[..., 0], evaluated
+    return tiny_run, images[..., 0], evaluated
 
 
 def predict(project, *paths):
