@@ -47,7 +47,7 @@ def test_every_architecture_name_is_buildable():
             "train",
             "model",
             "resnet9000",
-            "train.model = 'resnet9000': Input should be 'seed', 'conv2_bn' or 'conv3_bn'",
+            "train.model = 'resnet9000': Input should be 'seed', 'conv2_bn', 'conv3_bn' or 'conv3_slim'",
         ),
         ("train", "optimizer", "adamm", "train.optimizer = 'adamm'"),
         ("train", "learning_rate", "fast", "train.learning_rate = 'fast': Input should be a valid number"),
@@ -281,8 +281,10 @@ def test_the_watcher_names_the_dvc_command_that_edited_the_params(tmp_path, monk
 
 
 def readme_experiments() -> list[list[str]]:
-    """The `-S` values of every `dvc exp run` command in the README's code blocks (continuation lines joined)."""
-    text = (REPO / "README.md").read_text().replace("\\\n", " ")
+    """The `-S` values of every `dvc exp run` command in the README's and docs' code blocks (continuation lines
+    joined)."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    text = "\n".join(page.read_text() for page in pages).replace("\\\n", " ")
     commands = re.findall(r"^dvc exp run (.*)$", text, flags=re.MULTILINE)
     found = []
     for command in commands:

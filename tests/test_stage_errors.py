@@ -46,7 +46,7 @@ def run_stage(project, stage: str):
             "train",
             "train.model",
             "vgg",
-            "params.yaml: train.model = 'vgg': Input should be 'seed', 'conv2_bn' or 'conv3_bn'",
+            "params.yaml: train.model = 'vgg': Input should be 'seed', 'conv2_bn', 'conv3_bn' or 'conv3_slim'",
         ),
         (
             "preprocess",

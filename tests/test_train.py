@@ -62,6 +62,18 @@ def test_seed_model_is_the_articles_cnn():
     assert model.count_params() == 16010
 
 
+def test_conv3_slim_keeps_conv3_bn_head_for_half_its_arithmetic():
+    from benchmarks.train_speed import training_flops_per_image
+
+    slim, full = build_model("conv3_slim", dropout=0.0), build_model("conv3_bn", dropout=0.0)
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in slim.layers}
+    assert shapes["conv_3"] == (5, 5, 128)  # unpadded on the 7x7 maps
+    assert shapes["pool_3"] == (3, 3, 128)  # padded pooling keeps the odd last row and column
+    assert shapes["flatten"] == tuple(full.get_layer("flatten").output.shape[1:])
+    assert slim.count_params() == 381_658
+    assert training_flops_per_image(slim) / training_flops_per_image(full) < 0.55
+
+
 def test_same_params_give_bitwise_identical_weights(data):
     first, history = train_once(data)
     second, _ = train_once(data)

@@ -7,7 +7,7 @@ from pydantic import Field
 from fmnist.params import Section, Seed
 
 # Model names understood by fmnist.model.build_model (kept in step by a test).
-Architecture = Literal["seed", "conv2_bn", "conv3_bn"]
+Architecture = Literal["seed", "conv2_bn", "conv3_bn", "conv3_slim"]
 Optimizer = Literal["adam", "adamw", "sgd", "rmsprop"]
 Schedule = Literal["constant", "cosine"]
 Distribute = Literal["auto", "none", "multi_worker"]
