@@ -280,7 +280,7 @@ def test_the_watcher_names_the_dvc_command_that_edited_the_params(tmp_path, monk
     assert path.read_text() == REPO_TEXT
 
 
-def readme_experiments() -> list[list[str]]:
+def documented_experiments() -> list[list[str]]:
     """The `-S` values of every `dvc exp run` command in the README's and docs' code blocks (continuation lines
     joined)."""
     pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -293,10 +293,10 @@ def readme_experiments() -> list[list[str]]:
     return found
 
 
-@pytest.mark.parametrize("settings", readme_experiments(), ids=" ".join)
-def test_every_readme_experiment_sets_valid_params(settings, tmp_path):
-    """The README's named runs (the article's CNN, earlier defaults, candidates) must stay runnable as params
-    change: each command's values, applied the way `dvc exp run -S` applies them, pass the schema."""
+@pytest.mark.parametrize("settings", documented_experiments(), ids=" ".join)
+def test_every_documented_experiment_sets_valid_params(settings, tmp_path):
+    """The named runs of the README and docs (the article's CNN, earlier defaults, candidates) must stay runnable as
+    params change: each command's values, applied the way `dvc exp run -S` applies them, pass the schema."""
     from dvc.utils.hydra import apply_overrides
 
     from tools.sweep import grid
