@@ -1,16 +1,21 @@
 """Tiny synthetic Fashion-MNIST look-alikes, written as real IDX files, and a local HTTP server."""
 
+import contextlib
 import fcntl
 import functools
 import gzip
 import hashlib
 import http.server
+import math
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -155,12 +160,20 @@ def run_every_stage(project: Path) -> Path:
     return project
 
 
+def checked(cwd: Path, *args: str, env: dict | None = None) -> str:
+    """Run a command (git, dvc) in `cwd`; its output, or a failed assertion with both streams."""
+    result = subprocess.run(args, cwd=cwd, env=env or project_env(), capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """A project in which every stage's main ran once on tiny data (TINY_RUN_EPOCHS epochs), for tests that read
-    its outputs and never write them (copy it to change it). Built once per pytest run: under pytest-xdist the first
-    worker to ask builds it in the run's shared folder and the others wait for it, rather than each training its own
-    (a module fixture was built up to three times a run, once per worker and again after work stealing)."""
+    """A git repository (nothing committed) in which `dvc repro` ran once on tiny data (TINY_RUN_EPOCHS epochs), for
+    tests that read its outputs and never write them, and a start for those that need a reproduced pipeline
+    (copy_tiny_run). Built once per pytest run: under pytest-xdist the first worker to ask builds it in the run's
+    shared folder and the others wait for it, rather than each training its own (a module fixture was built up to
+    three times a run, once per worker and again after work stealing)."""
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = shared.parent  # this run's folder, above each worker's own
@@ -169,38 +182,68 @@ def tiny_run(tmp_path_factory) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this worker dies
         if not (root / "done").exists():
             shutil.rmtree(root, ignore_errors=True)
-            run_every_stage(project_on_tiny_data(root, TINY_RUN_EPOCHS))
+            project = project_on_tiny_data(root, TINY_RUN_EPOCHS)
+            for command in (["git", "init", "-q", "-b", "main"], ["dvc", "init", "-q"], ["dvc", "repro"]):
+                checked(project, *command)
             (root / "done").touch()
     return root / "project"
 
 
-def pushed_baseline(root: Path, remote: str, *remote_options: tuple[str, str], env: dict | None = None) -> str:
-    """A 1-epoch run on tiny data in root/project, committed; its outputs `dvc push`ed to `remote` (with these
+def copy_tiny_run(tiny_run: Path, dest: Path) -> Path:
+    """A copy of tiny_run to change: its git repository, DVC cache, dvc.lock and outputs. DVC's state database (which
+    remembers files' hashes by inode) stays behind: DVC hashes the copies afresh."""
+    shutil.copytree(tiny_run, dest, symlinks=True, ignore=lambda folder, _: ["tmp"] if folder.endswith(".dvc") else [])
+    return dest
+
+
+def pushed_baseline(
+    root: Path, tiny_run: Path, remote: str, *remote_options: tuple[str, str], env: dict | None = None
+) -> str:
+    """tiny_run's reproduced pipeline in root/project, committed; its outputs `dvc push`ed to `remote` (with these
     `dvc remote modify` options) and main pushed to a bare Git remote, root/origin.git. Returns the commit."""
-
-    def run(cwd: Path, *args: str) -> str:
-        result = subprocess.run(args, cwd=cwd, env=env or project_env(), capture_output=True, text=True)
-        assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-        return result.stdout
-
-    checksums = write_dataset(root / "mirror")
-    project = copy_project(
-        root / "project",
-        download={"sources": [str(root / "mirror")], "sha256": checksums},
-        train=TINY_TRAIN | {"epochs": 1},
-    )
-    run(project, "git", "init", "-q", "-b", "main")
-    run(project, "dvc", "init", "-q")
-    run(project, "dvc", "remote", "add", "-d", "team", remote)
+    project = copy_tiny_run(tiny_run, root / "project")
+    checked(project, "dvc", "remote", "add", "-d", "team", remote, env=env)
     for key, value in remote_options:
-        run(project, "dvc", "remote", "modify", "team", key, value)
-    run(project, "dvc", "repro")
-    run(project, "git", "add", "-A")
-    run(project, "git", "commit", "-qm", "baseline")
-    run(project, "dvc", "push")
-    run(root, "git", "init", "-q", "--bare", "-b", "main", "origin.git")
-    run(project, "git", "push", "-q", str(root / "origin.git"), "main")
-    return run(project, "git", "rev-parse", "HEAD").strip()
+        checked(project, "dvc", "remote", "modify", "team", key, value, env=env)
+    checked(project, "git", "add", "-A", env=env)
+    checked(project, "git", "commit", "-qm", "baseline", env=env)
+    checked(project, "dvc", "push", env=env)
+    checked(root, "git", "init", "-q", "--bare", "-b", "main", "origin.git", env=env)
+    checked(project, "git", "push", "-q", str(root / "origin.git"), "main", env=env)
+    return checked(project, "git", "rev-parse", "HEAD", env=env).strip()
+
+
+def queue_workers(project: Path) -> list[int]:
+    """The `dvc queue` workers of `project` still running (their pid files, checked against /proc)."""
+    alive = []
+    for pid_file in (project / ".dvc/tmp/exps/celery").glob("dvc-exp-worker-*.pid"):
+        with contextlib.suppress(ValueError, OSError):  # gone already: no process, or a pid reused by another
+            pid = int(pid_file.read_text())
+            if b"queue-worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                alive.append(pid)
+    return alive
+
+
+def finished_queue(project: Path, timeout: float) -> str:
+    """`dvc queue status` once nothing is queued or running. Each `dvc queue status` costs a second of CPU, taken
+    from the experiments: while a worker runs it is asked only every 15 s (in case the worker hangs as it shuts
+    down, see kill_queue_workers), otherwise every second."""
+    deadline, asked, status = time.monotonic() + timeout, -math.inf, ""
+    while True:
+        if not queue_workers(project) or time.monotonic() - asked > 15:
+            status, asked = checked(project, "dvc", "queue", "status"), time.monotonic()
+            if not re.search(r"\b(Queued|Running)\b", status):
+                return status
+        assert time.monotonic() < deadline, status
+        time.sleep(1)
+
+
+def kill_queue_workers(project: Path) -> None:
+    """Leave no worker behind: with -j 2, DVC 3.67's worker that finds the queue empty first sometimes hangs while
+    shutting down ("monitor: shutting down due to empty queue", never "done"), after every task has succeeded."""
+    for pid in queue_workers(project):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def project_env() -> dict[str, str]:

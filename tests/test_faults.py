@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TINY_TRAIN, QuietHandler, copy_project, project_env, write_dataset
+from tests.conftest import TINY_TRAIN, QuietHandler, copy_project, finished_queue, project_env, write_dataset
 
 pytestmark = pytest.mark.slow  # real processes of dvc, git and the stages: run by CI, not everyday
 
@@ -399,13 +399,17 @@ def test_a_second_dvc_exp_run_in_the_workspace_loses_neither_run_nor_params(refe
         text=True, timeout=120,
     )  # fmt: skip
     assert second.returncode != 0
-    assert re.search(r"Unable to acquire lock|is busy", second.stderr), second.stderr
+    # DVC refuses the second run on the outputs' locks, or (a race with the first run's DVCLive files, which git
+    # tracks) earlier, when putting back the workspace it stashed: it has reset params.yaml to HEAD by then.
+    refused = re.search(r"Unable to acquire lock|is busy|(Stash apply resulted in merge conflicts)", second.stderr)
+    assert refused, second.stderr
     output = "".join(seen) + first.communicate(timeout=600)[0]
-    assert (
-        "warning: params.yaml: train.seed changed from 42 to 7 while train ran, by `dvc exp run -S train.seed=7 -n"
-        " second` (pid "
-    ) in output, output
-    assert "seed: 7" in (project / "params.yaml.edited").read_text()
+    if not refused.group(1):
+        assert (
+            "warning: params.yaml: train.seed changed from 42 to 7 while train ran, by `dvc exp run -S train.seed=7"
+            " -n second` (pid "
+        ) in output, output
+        assert "seed: 7" in (project / "params.yaml.edited").read_text()
     diff = subprocess.run(["git", "diff", "--stat", "params.yaml"], cwd=project, capture_output=True, text=True)
     assert diff.stdout == ""  # params.yaml as committed: first's values
     # The second run's failure cleared the refs DVC keeps for the workspace's experiment, so DVC cannot record the
@@ -431,10 +435,7 @@ def test_a_diverging_experiment_from_the_queue_fails_and_leaves_no_result(refere
     subprocess.run(["git", "commit", "-qm", "baseline"], cwd=project, env=project_env(), check=True)
     dvc(project, "exp", "run", "--queue", "-S", "train.learning_rate=1e12", "-n", "diverging")
     dvc(project, "queue", "start")
-    deadline = time.monotonic() + 300
-    while re.search(r"\b(Queued|Running)\b", status := dvc(project, "queue", "status")):
-        assert time.monotonic() < deadline, status
-        time.sleep(1)
+    status = finished_queue(project, timeout=300)
     [row] = [line for line in status.splitlines() if "diverging" in line]
     assert row.split()[-1] == "Failed"
     assert "error: training diverged at epoch 1, step 2 of 2" in dvc(project, "queue", "logs", "diverging")

@@ -1,17 +1,20 @@
 """End to end: `dvc repro` in a fresh git repository, on tiny data served over HTTP from 127.0.0.1."""
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_TRAIN, copy_project, project_env, project_on_tiny_data
+from tests.conftest import (
+    TINY_TRAIN,
+    copy_project,
+    finished_queue,
+    kill_queue_workers,
+    project_env,
+    project_on_tiny_data,
+)
 
 pytestmark = pytest.mark.slow  # real processes of dvc, git and the stages: run by CI, not everyday
 
@@ -28,16 +31,6 @@ def start_queue(project, jobs: int = 1) -> None:
     subprocess.run(
         command, cwd=project, env=project_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True
     )
-
-
-def kill_workers(project) -> None:
-    """Leave no worker behind: with -j 2, DVC 3.67's worker that finds the queue empty first sometimes hangs while
-    shutting down ("monitor: shutting down due to empty queue", never "done"), after every task has succeeded."""
-    for pid_file in (project / ".dvc/tmp/exps/celery").glob("dvc-exp-worker-*.pid"):
-        with contextlib.suppress(ValueError, OSError):  # gone already: no process, or a pid reused by another
-            pid = int(pid_file.read_text())
-            if b"queue-worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(pid, signal.SIGKILL)
 
 
 def stages_run(output: str) -> set[str]:
@@ -134,13 +127,10 @@ def test_repro_then_noop_then_experiment(repo, serve):
         run(["dvc", "exp", "run", "--queue", "-S", f"train.seed={seed}", "-S", "train.epochs=1"], project)
     start_queue(project, jobs=2)
     try:
-        deadline = time.monotonic() + 400
-        while any(w in run(["dvc", "queue", "status"], project) for w in ("Queued", "Running")):
-            assert time.monotonic() < deadline, run(["dvc", "queue", "status"], project)
-            time.sleep(2)
+        status = finished_queue(project, timeout=400)
     finally:
-        kill_workers(project)
-    assert "Failed" not in run(["dvc", "queue", "status"], project)
+        kill_queue_workers(project)
+    assert "Failed" not in status
     shown = json.loads(run(["dvc", "exp", "show", "--json"], project).splitlines()[-1])
     runs = [exp for baseline in shown for group in baseline.get("experiments") or [] for exp in group["revs"]]
     experiments = {exp["name"]: exp["data"]["params"]["params.yaml"]["data"]["train"]["seed"] for exp in runs}

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_TRAIN, copy_project, project_env, write_dataset
+from tests.conftest import copy_tiny_run, project_env
 from tests.s3 import CREDENTIALS
 
 pytestmark = pytest.mark.slow  # real processes of dvc, git and the stages: run by CI, not everyday
@@ -23,18 +23,10 @@ def git(cwd: Path, *args: str) -> None:
     subprocess.run(["git", *args], cwd=cwd, env=project_env(), check=True, capture_output=True)
 
 
-def test_push_then_pull_into_fresh_clones_runs_nothing(tmp_path, s3_endpoint):
-    checksums = write_dataset(tmp_path / "mirror")
-    origin = copy_project(
-        tmp_path / "origin",
-        download={"sources": [str(tmp_path / "mirror")], "sha256": checksums},
-        train=TINY_TRAIN | {"epochs": 1},
-    )
-    git(origin, "init", "-q")
-    dvc(origin, "init", "-q")
+def test_push_then_pull_into_fresh_clones_runs_nothing(tmp_path, tiny_run, s3_endpoint):
+    origin = copy_tiny_run(tiny_run, tmp_path / "origin")  # `dvc repro` ran there
     dvc(origin, "remote", "add", "-d", "team", "s3://team-cache/fashion-mnist")
     dvc(origin, "remote", "modify", "team", "endpointurl", s3_endpoint)
-    dvc(origin, "repro")
     git(origin, "add", "-A")
     git(origin, "commit", "-qm", "results")
     assert "pushed" in dvc(origin, "push")

@@ -3,6 +3,7 @@ a fake GitHub API on 127.0.0.1, and `python -m tools.review` as the workflow run
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import yaml
 
 from fmnist import cpu, params, paths
 from fmnist.params.all_sections import AllParams
-from tests.conftest import project_env, project_on_tiny_data
+from tests.conftest import TINY_RUN_EPOCHS, copy_tiny_run, project_env
 from tests.fake_github import FakeGitHub
 from tools import review as report
 
@@ -36,13 +37,14 @@ def commit(project, message):
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    """Tags `base` (2 epochs) and `head` (3 epochs), each a real `dvc repro` in exact mode, committed."""
-    project = project_on_tiny_data(tmp_path_factory.mktemp("review"))
-    run(["git", "init", "-q"], project)
-    run(["dvc", "init", "-q"], project)
-    for tag, epochs in (("base", 2), ("head", 3)):
-        set_params(project, train={"epochs": epochs})
+def repo(tmp_path_factory, tiny_run):
+    """Tags `base` (tiny_run's `dvc repro`, TINY_RUN_EPOCHS = 2 epochs) and `head` (3 epochs, reproduced here), each
+    a real `dvc repro` in exact mode, committed."""
+    root = tmp_path_factory.mktemp("review")
+    shutil.copytree(tiny_run.parent / "source", root / "source")  # its own, for a test to move away
+    project = copy_tiny_run(tiny_run, root / "project")
+    for tag, epochs in (("base", TINY_RUN_EPOCHS), ("head", 3)):
+        set_params(project, download={"sources": [str(root / "source")]}, train={"epochs": epochs})
         run(["dvc", "repro"], project)
         commit(project, tag)
         run(["git", "tag", tag], project)

@@ -39,8 +39,8 @@ def test_the_grid_is_dvcs_own():
 
 
 @pytest.mark.slow
-def test_two_runners_push_their_experiments_and_a_third_clone_sees_both(tmp_path):
-    pushed_baseline(tmp_path, str(tmp_path / "dvc-remote"))
+def test_two_runners_push_their_experiments_and_a_third_clone_sees_both(tmp_path, tiny_run):
+    pushed_baseline(tmp_path, tiny_run, str(tmp_path / "dvc-remote"))
 
     runners = []
     for index in (0, 1):

@@ -58,12 +58,12 @@ def failed(result: tuple[int, str, float], name: str, expected: str) -> bool:
 
 
 @pytest.fixture
-def shared(tmp_path, s3_endpoint):
+def shared(tmp_path, tiny_run, s3_endpoint):
     """A baseline run pushed to a bare Git remote and to S3 through the fault proxy: (proxy, origin.git, name)."""
     proxy = FaultProxy(s3_endpoint)
     server, endpoint = proxy.serve()
     options = ("endpointurl", endpoint), ("read_timeout", "1"), ("connect_timeout", "1")
-    baseline = pushed_baseline(tmp_path, REMOTE, *options, env=project_env() | RUNNER_ENV)
+    baseline = pushed_baseline(tmp_path, tiny_run, REMOTE, *options, env=project_env() | RUNNER_ENV)
     yield proxy, tmp_path / "origin.git", f"sweep-{sweep.sweep_id(SWEEP, baseline)}-0"
     proxy.clear()
     server.shutdown()
