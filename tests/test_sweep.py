@@ -5,21 +5,14 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from fmnist.errors import StageError
-from tests.conftest import project_env, pushed_baseline
+from tests.conftest import checked, project_env, pushed_baseline
 from tools import sweep
 
 SWEEP = "train.learning_rate=0.001,0.002"  # both differ from the baseline (TINY_TRAIN), so both train
-
-
-def run(cwd: Path, *args: str) -> str:
-    result = subprocess.run(args, cwd=cwd, env=project_env(), capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
 
 
 def test_the_grid_is_dvcs_own():
@@ -44,7 +37,7 @@ def test_two_runners_push_their_experiments_and_a_third_clone_sees_both(tmp_path
 
     runners = []
     for index in (0, 1):
-        run(tmp_path, "git", "clone", "-q", str(tmp_path / "origin.git"), f"runner-{index}")
+        checked(tmp_path, "git", "clone", "-q", str(tmp_path / "origin.git"), f"runner-{index}")
         runners.append(
             subprocess.Popen(
                 [sys.executable, "-m", "tools.sweep", "run", SWEEP, str(index)],
@@ -58,9 +51,9 @@ def test_two_runners_push_their_experiments_and_a_third_clone_sees_both(tmp_path
         assert re.search(rf"sweep: pushed experiment sweep-[0-9a-f]{{6}}-{index}\n", output)
         assert "Running stage 'download'" not in output and "Running stage 'train'" in output  # upstream pulled
 
-    run(tmp_path, "git", "clone", "-q", str(tmp_path / "origin.git"), "reviewer")
+    checked(tmp_path, "git", "clone", "-q", str(tmp_path / "origin.git"), "reviewer")
     reviewer = tmp_path / "reviewer"
-    table = run(reviewer, sys.executable, "-m", "tools.sweep", "show", "--prefix", "sweep-")
+    table = checked(reviewer, sys.executable, "-m", "tools.sweep", "show", "--prefix", "sweep-")
     lines = table.splitlines()
     assert lines[0] == "| experiment | test accuracy | single view | test loss | train.learning_rate |"
     names = sorted(line.split(" | ")[0].removeprefix("| ") for line in lines[2:])
@@ -69,7 +62,7 @@ def test_two_runners_push_their_experiments_and_a_third_clone_sees_both(tmp_path
     assert {line.split(" | ")[-1].rstrip(" |") for line in lines[2:]} == {"0.001", "0.002"}
     accuracies = [float(line.split(" | ")[1]) for line in lines[2:]]
     assert accuracies == sorted(accuracies, reverse=True)  # best first
-    shown = json.loads(run(reviewer, "dvc", "exp", "show", "--json"))
+    shown = json.loads(checked(reviewer, "dvc", "exp", "show", "--json"))
     experiments = {exp["name"] for baseline in shown for group in baseline.get("experiments") or [] for exp in
                    group["revs"]}  # fmt: skip
     assert experiments == set(names)
