@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, project_env, pushed_baseline
+from tests.conftest import checked, free_port, project_env, pushed_baseline
 from tests.fault_proxy import Fault, FaultProxy
 from tests.s3 import BUCKET, CREDENTIALS
 from tools import sweep
@@ -29,10 +29,8 @@ RUNNER_ENV = CREDENTIALS | {"AWS_EC2_METADATA_DISABLED": "true"}
 FAIL_FAST = project_env() | RUNNER_ENV | {"AWS_MAX_ATTEMPTS": "2"}
 
 
-def sh(cwd: Path, *args: str, env: dict | None = None) -> str:
-    result = subprocess.run(args, cwd=cwd, env=env or project_env() | RUNNER_ENV, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+def sh(cwd: Path, *args: str) -> str:
+    return checked(cwd, *args, env=project_env() | RUNNER_ENV)
 
 
 def sweep_run(runner: Path, *extra: str, env: dict | None = None) -> tuple[int, str, float]:
