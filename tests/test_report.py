@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -315,3 +316,21 @@ def test_mermaid_chart_has_one_line_per_series_and_names_their_colours():
     lines = [line for line in chart if line.startswith("  line")]
     assert lines == ["  line [0.8000, 0.8500]", "  line [0.8000, 0.8600, 0.9000]"]
     assert chart[-1] == "Lines: base validation (blue), head validation (red)."
+
+
+@pytest.mark.parametrize("base_review", [None, {"max_accuracy_drop": "lots"}, {"max_drop": 0.5}])
+def test_a_base_without_a_valid_gate_uses_the_schema_default_not_the_pull_requests(base_review, tmp_path, monkeypatch):
+    """review.yml runs in the pull request's checkout: its own params.yaml must not set the limit it is held to."""
+    from fmnist.params.review import DEFAULT_MAX_ACCURACY_DROP
+
+    base_params = yaml.safe_load((Path(__file__).parents[1] / paths.PARAMS).read_text())
+    base_params.pop("review")
+    if base_review is not None:
+        base_params["review"] = base_review
+    monkeypatch.chdir(tmp_path)
+    run(["git", "init", "-q"], tmp_path)
+    (tmp_path / paths.PARAMS).write_text(yaml.safe_dump(base_params))
+    commit(tmp_path, "base")
+    pr_params = {**base_params, "review": {"max_accuracy_drop": 0.5}}  # the pull request's, in its workspace
+    (tmp_path / paths.PARAMS).write_text(yaml.safe_dump(pr_params))
+    assert report.max_accuracy_drop("HEAD") == DEFAULT_MAX_ACCURACY_DROP == 0.01

@@ -31,12 +31,7 @@ import yaml
 from fmnist import cpu, environment, github, params, paths
 from fmnist.errors import StageError, run_stage
 from fmnist.files import write_text
-from fmnist.params.review import ReviewParams
-
-
-class Params(params.Section):
-    review: ReviewParams
-
+from fmnist.params.review import DEFAULT_MAX_ACCURACY_DROP, ReviewParams
 
 MARKER = "<!-- fashion-mnist-review -->"  # lets the workflow find and update its own comment
 HEADLINE = "accuracy"
@@ -412,12 +407,18 @@ class Review:
 
 
 def max_accuracy_drop(base: str) -> float:
-    """The base's threshold: a pull request must not loosen its own gate."""
+    """The base's threshold: a pull request must not loosen its own gate. A base without a valid one gets the
+    schema's default, never the workspace's value (in a pull request's check, the pull request's own)."""
     try:
         section = params.read_yaml(run(["git", "show", f"{base}:{paths.PARAMS}"]))["review"]  # as DVC reads it
         return ReviewParams.model_validate(section).max_accuracy_drop
-    except (StageError, KeyError, TypeError, ValueError):  # a base without a valid one
-        return params.load(Params).review.max_accuracy_drop
+    except (StageError, KeyError, TypeError, ValueError) as error:
+        print(
+            f"warning: review: no valid review.max_accuracy_drop in {base}'s {paths.PARAMS} ({type(error).__name__});"
+            f" the gate uses the default, {DEFAULT_MAX_ACCURACY_DROP}",
+            file=sys.stderr,
+        )
+        return DEFAULT_MAX_ACCURACY_DROP
 
 
 def check_head(head: str, reproduce: bool) -> tuple[dict[str, list[str]], Results | None, str | None]:
