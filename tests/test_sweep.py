@@ -31,6 +31,55 @@ def test_the_grid_is_dvcs_own():
         sweep.grid("train.seed")
 
 
+def plan(grid: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tools.sweep", "plan", grid], capture_output=True, text=True)
+
+
+def test_a_plan_over_githubs_matrix_limit_fails_in_one_line_saying_how_to_split_it():
+    result = plan("train.learning_rate=range(1,11) train.dropout=range(1,11) train.seed=range(1,11)")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "error: sweep 'train.learning_rate=range(1,11) train.dropout=range(1,11) train.seed=range(1,11)': 1000"
+        " points, over GitHub Actions' limit of 256 jobs a matrix; split train.learning_rate's 10 values into 5"
+        " sweeps of at most 2 (200 points each)"
+    ]
+    assert len(sweep.grid("train.seed=range(0,256)")) == sweep.MATRIX_LIMIT
+    sweep.matrix("train.seed=range(0,256)")  # exactly the limit: planned
+    with pytest.raises(StageError, match=r"257 points, .* split train.seed's 257 values into 2 sweeps of at most 256"):
+        sweep.matrix("train.seed=range(0,257)")
+
+
+@pytest.mark.parametrize(
+    ("grid", "problem"),
+    [
+        ("train.dropout=0.2,1.5 train.seed=1", "point 1 (train.dropout=1.5 train.seed=1): params.yaml: train.dropout"
+         " = 1.5: Input should be less than 1"),
+        ("train.seed=1 train.nosuchkey=3", "point 0 (train.seed=1 train.nosuchkey=3): params.yaml: unknown key"
+         " 'train.nosuchkey'"),
+        ("train.seeds=1,2", "point 0 (train.seeds=1): params.yaml: unknown key 'train.seeds' (did you mean"
+         " 'train.seed'?)"),
+        ("train.model=conv3_bn,conv9", "point 1 (train.model=conv9): params.yaml: train.model = 'conv9': Input should"
+         " be 'seed', 'conv2_bn', 'conv3_bn' or 'conv3_slim'"),
+        ("train.epochs=12.0", "point 0 (train.epochs=12.0): params.yaml: train.epochs = 12.0: Input should be a valid"
+         " integer"),
+    ],
+)  # fmt: skip
+def test_an_invalid_point_fails_the_plan_naming_point_key_and_value(grid, problem):
+    result = plan(grid)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [f"error: sweep {problem}"]
+
+
+def test_duplicate_points_are_planned_once():
+    result = plan("train.seed=1,2,1 train.dropout=0.1,0.1")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["include"] == [
+        {"index": 0, "params": "train.seed=1 train.dropout=0.1"},
+        {"index": 1, "params": "train.seed=2 train.dropout=0.1"},
+    ]
+    assert result.stderr == "note: sweep: dropped 4 duplicate points\n"
+
+
 @pytest.mark.slow
 def test_two_runners_push_their_experiments_and_a_third_clone_sees_both(tmp_path, tiny_run):
     pushed_baseline(tmp_path, tiny_run, str(tmp_path / "dvc-remote"))

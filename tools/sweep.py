@@ -6,7 +6,8 @@ experiment's commit) and a DVC remote (its outputs).
     python -m tools.sweep show [--remote origin] [--prefix sweep]   # a Markdown table by test accuracy
 
 The sweep grammar is `dvc exp run -S`'s (DVC's own Hydra parser: `a=1,2`, `range(1,4)`, `choice(x,y)`), so
-`plan` gives the same grid that `dvc exp run --queue -S ...` would queue on one machine.
+`plan` gives the same grid that `dvc exp run --queue -S ...` would queue on one machine, each point once, and
+refuses, in one line before any runner starts, a grid over GitHub Actions' 256 jobs or a point the stages would.
 
 `run` names its experiment PREFIX-SWEEP-INDEX, SWEEP being 6 hex digits of the grid and the baseline commit, so
 every runner of one sweep agrees on the names and no other sweep shares them. In order, each step failing with one
@@ -22,19 +23,23 @@ incomplete, and gives each sweep (grid and baseline) its own table.
 """
 
 import argparse
+import difflib
 import hashlib
 import json
 import logging
 import re
 import shlex
 import subprocess
+import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import yaml
 
-from fmnist import paths
+from fmnist import params, paths
 from fmnist.errors import StageError, run_stage
 
 EXPERIMENT_REFS = "refs/exps"  # DVC's namespace: refs/exps/<baseline[:2]>/<baseline[2:]>/<name>
@@ -43,8 +48,15 @@ MISSING = "do not exist neither locally nor on remote"
 SWEEP_NAME = re.compile(r"(?P<prefix>.+)-(?P<sweep>[0-9a-f]{6})-(?P<index>\d+)")
 
 
+MATRIX_LIMIT = 256  # GitHub Actions refuses a job matrix of more jobs than this
+
+
 def grid(sweep: str) -> list[list[str]]:
-    """Each experiment of the sweep as its `-S` values, in DVC's order."""
+    """Each experiment of the sweep as its `-S` values, in DVC's order, each point once."""
+    return [list(point) for point in dict.fromkeys(map(tuple, _hydra_points(sweep)))]
+
+
+def _hydra_points(sweep: str) -> list[list[str]]:
     from dvc.exceptions import InvalidArgumentError
     from dvc.utils.cli_parse import to_path_overrides
     from dvc.utils.hydra import get_hydra_sweeps
@@ -59,9 +71,80 @@ def grid(sweep: str) -> list[list[str]]:
     return [[value for values in point.values() for value in values] for point in points]
 
 
-def matrix(sweep: str) -> dict:
-    """A GitHub Actions job matrix: one entry per experiment, named by its index (the job passes it back)."""
-    return {"include": [{"index": index, "params": " ".join(point)} for index, point in enumerate(grid(sweep))]}
+def split_advice(points: list[list[str]]) -> str:
+    """How to cut a grid (a product of value lists) into the fewest sweeps of at most MATRIX_LIMIT points: split the
+    longest value list into parts."""
+    values: dict[str, list[str]] = {}
+    for point in points:
+        for setting in point:
+            key, _, value = setting.partition("=")
+            values.setdefault(key, [])
+            if value not in values[key]:
+                values[key].append(value)
+    longest = max(values, key=lambda key: len(values[key]))
+    others = len(points) // len(values[longest])  # points per value of the longest list
+    if others > MATRIX_LIMIT:
+        return f"split it by key: one value of {longest} alone gives {others} points"
+    per_sweep = MATRIX_LIMIT // others
+    sweeps = -(-len(values[longest]) // per_sweep)
+    return (
+        f"split {longest}'s {len(values[longest])} values into {sweeps} sweeps of at most {per_sweep}"
+        f" ({per_sweep * others} points each)"
+    )
+
+
+def check_points(points: list[list[str]], params_file: Path = paths.PARAMS) -> None:
+    """Every point's values as the stages would take them: applied to params.yaml as `dvc exp run -S` applies them
+    (DVC's own Hydra code), then validated by the params schema. Each distinct setting is checked once, on its own:
+    the schema's constraints are per key (no model validator), so a point is valid when each of its settings is."""
+    from dvc.exceptions import InvalidArgumentError
+    from dvc.utils.hydra import apply_overrides
+
+    from fmnist.params.all_sections import AllParams
+
+    base = params_file.read_text(encoding="utf-8")
+    checked: set[str] = set()
+    with tempfile.TemporaryDirectory() as scratch:
+        trial = Path(scratch) / params_file.name
+        for index, point in enumerate(points):
+            for setting in point:
+                if setting in checked:
+                    continue
+                trial.write_text(base, encoding="utf-8")
+                try:
+                    apply_overrides(trial, [setting])
+                    params.parse_text(trial.read_text(encoding="utf-8"), AllParams, params_file)
+                except InvalidArgumentError as error:  # Hydra: a key params.yaml lacks, or a value it cannot parse
+                    problem = _override_problem(setting, error, params.read_yaml(base, params_file))
+                    raise StageError(f"sweep point {index} ({' '.join(point)}): {params_file}: {problem}") from None
+                except StageError as error:
+                    raise StageError(f"sweep point {index} ({' '.join(point)}): {error}") from None
+                checked.add(setting)
+
+
+def _override_problem(setting: str, error: Exception, base: object) -> str:
+    key = setting.partition("=")[0]
+    cause = str(error.__cause__ or error).splitlines()[0]
+    if not cause.startswith("Could not override"):
+        return f"{setting}: {cause}"
+    hint = difflib.get_close_matches(key, params.flat_keys(base), n=1, cutoff=0.8)
+    return f"unknown key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+
+
+def matrix(sweep: str, params_file: Path = paths.PARAMS) -> dict:
+    """A GitHub Actions job matrix: one entry per experiment, named by its index (the job passes it back). Checked
+    before any runner starts: no duplicates, within GitHub's job limit, every value one the stages take."""
+    every = _hydra_points(sweep)
+    points = grid(sweep)
+    if len(points) < len(every):
+        print(f"note: sweep: dropped {len(every) - len(points)} duplicate points", file=sys.stderr)
+    if len(points) > MATRIX_LIMIT:
+        raise StageError(
+            f"sweep {sweep!r}: {len(points)} points, over GitHub Actions' limit of {MATRIX_LIMIT} jobs a matrix;"
+            f" {split_advice(points)}"
+        )
+    check_points(points, params_file)
+    return {"include": [{"index": index, "params": " ".join(point)} for index, point in enumerate(points)]}
 
 
 def sweep_id(sweep: str, baseline: str) -> str:

@@ -186,6 +186,11 @@ def _flat(document: object) -> dict[str, object]:
     return {key[1:]: value for key, value in _leaves(document, "").items()} if isinstance(document, dict) else {}
 
 
+def flat_keys(document: object) -> list[str]:
+    """Every leaf's dotted key ('train.seed', ...), as `dvc exp run -S` names them."""
+    return list(_flat(document))
+
+
 def _read_or_none(path: Path) -> object:
     try:
         return read_yaml(path.read_text(encoding="utf-8"), path)
