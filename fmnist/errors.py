@@ -75,28 +75,35 @@ def out_of_space(error: BaseException) -> bool:
     return "No space left on device" in str(error)
 
 
-def run_stage(main: Callable[[], None], *, runs_tensorflow: bool = False) -> None:
+def run_stage(main: Callable[[], None], *, runs_tensorflow: bool = False, memory_advice: str = "") -> None:
+    """Run a stage's main(). One that runs TensorFlow runs it in a child process that this one supervises
+    (fmnist.supervisor): a kill the child cannot handle, the OOM killer's among them, is explained here.
+    `memory_advice` says what to do when memory ran out."""
     global _raise_at_once
     _raise_at_once = not runs_tensorflow
     stage = Path(sys.modules[main.__module__].__file__ or "stage").stem
+    if runs_tensorflow:
+        from fmnist import supervisor
+
+        supervisor.start(stage, memory_advice or "free some memory, or run it on a machine with more")
     for signum in STOP_SIGNALS:
         if signal.getsignal(signum) is not signal.SIG_IGN:  # `nohup` and background jobs ignore SIGINT: keep that
             signal.signal(signum, _on_stop_signal)
     try:
         main()
     except StageError as error:
-        _put_back_under_dvc(stage)
+        put_back_under_dvc(stage)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     except Interrupted as stop:
-        _put_back_under_dvc(stage)
+        put_back_under_dvc(stage)
         _exit_interrupted(stage, stop.signum, "its outputs were left as they were")
     except Exception:
         if _received:  # the signal's exception, turned into another one on its way out of TensorFlow
-            _put_back_under_dvc(stage)
+            put_back_under_dvc(stage)
             _exit_interrupted(stage, _received[0], "its outputs were left as they were")
         traceback.print_exc()
-        _put_back_under_dvc(stage)
+        put_back_under_dvc(stage)
         print(
             f"error: stage {stage} failed on an unexpected error (above: a bug, not bad input);"
             " its outputs were left as they were",
@@ -107,7 +114,7 @@ def run_stage(main: Callable[[], None], *, runs_tensorflow: bool = False) -> Non
         _exit_interrupted(stage, _received[0], "it had written its outputs")
 
 
-def _put_back_under_dvc(stage: str) -> None:
+def put_back_under_dvc(stage: str) -> None:
     """Under `dvc repro` or `dvc exp run`, DVC deleted the outputs before the stage ran: put the previous ones back
     (fmnist.previous_outputs), so a failure there also leaves them as they were."""
     from fmnist import previous_outputs

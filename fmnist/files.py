@@ -1,9 +1,15 @@
 """Atomic writes: an interrupted or failing stage never leaves a half-written output behind.
 
 A stage writes all its outputs inside one `staged_outputs()` block: each is written under a
-temporary name beside its final path, and only when the whole block succeeds are they renamed
-into place together (SIGINT/SIGTERM held meanwhile). On any error, interrupt or full disk, the
-temporaries are removed and the previous outputs stay exactly as they were.
+temporary name, and only when the whole block succeeds are they renamed into place together
+(SIGINT/SIGTERM held meanwhile). On any error, interrupt or full disk, the temporaries are removed
+and the previous outputs stay exactly as they were.
+
+The temporaries go to this process's folder in the project's staging folder (paths.STAGING), where
+no TensorBoard (`--logdir logs`) or DVC output sees them, or beside the output where that folder is
+on another filesystem (an output folder that is a mount of its own: a rename cannot cross it). A
+process killed with SIGKILL leaves its folder behind; the next stage to stage an output, or the
+supervising process (fmnist.supervisor), clears it and puts back any live folder it had set aside.
 """
 
 import os
@@ -13,7 +19,56 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import psutil
+
+from fmnist import paths
 from fmnist.errors import StageError, out_of_space, raise_if_stopped, signals_deferred
+
+PREVIOUS_TARGET = ".target"  # beside a live folder set aside in a staging folder: the path it comes back to
+
+
+def staging_root(folder: Path) -> Path | None:
+    """The staging folder of the DVC project `folder` is in, if any."""
+    for candidate in (folder.absolute(), *folder.absolute().parents):
+        if (candidate / ".dvc").is_dir():
+            return candidate / paths.STAGING
+    return None
+
+
+def clear_staging(root: Path, pid: int | None = None) -> list[Path]:
+    """Remove the staging folders of processes no longer running (or of `pid`), first putting back each live folder
+    one had set aside (a SIGKILL came between setting it aside and the end). Returns the folders put back."""
+    put_back = []
+    for folder in sorted(root.glob("[0-9]*")) if root.is_dir() else []:
+        owner = int(folder.name) if folder.name.isdigit() else None
+        if owner is None or (owner != pid and (pid is not None or psutil.pid_exists(owner))):
+            continue
+        for target_file in folder.glob(f"*{PREVIOUS_TARGET}"):
+            previous = target_file.with_suffix("")
+            target = Path(target_file.read_text())
+            if previous.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+                os.replace(previous, target)
+                put_back.append(target)
+        shutil.rmtree(folder, ignore_errors=True)
+    return put_back
+
+
+_cleared: set[Path] = set()  # staging roots whose dead processes' folders this process has cleared
+
+
+def _staging_for(path: Path) -> Path:
+    """Where the temporary for `path` goes: this process's staging folder on the same filesystem, else beside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = staging_root(path.parent)
+    if root is None:
+        return path.parent
+    if root not in _cleared:
+        clear_staging(root)
+        _cleared.add(root)
+    own = root / str(os.getpid())
+    own.mkdir(parents=True, exist_ok=True)
+    return own if own.stat().st_dev == path.parent.stat().st_dev else path.parent
 
 
 def _umask() -> int:
@@ -39,13 +94,13 @@ def _remove_leftovers(folder: Path, pattern: str) -> None:
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path` (same suffix); rename it into place on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Yield a temporary path for `path` (same suffix); rename it into place on success."""
+    staging = _staging_for(path)
     _remove_leftovers(path.parent, f".{path.stem}.*.tmp{path.suffix}")
     tmp = None
     try:
         with signals_deferred():  # no stop between creating the temporary and knowing its name to remove it
-            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+            fd, tmp_name = tempfile.mkstemp(dir=staging, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
             os.close(fd)
             tmp = Path(tmp_name)
         yield tmp
@@ -57,18 +112,17 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 @contextmanager
 def atomic_dir(path: Path, leftovers: str | None = None) -> Iterator[Path]:
-    """Yield an empty temporary folder beside `path`; swap it in for `path` on success. A killed earlier run's
-    temporaries are removed first: `path`'s own, or those `leftovers` matches beside it (for a name that differs
-    run to run)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Yield an empty temporary folder; swap it in for `path` on success. A killed earlier run's temporaries beside
+    `path` are removed first: `path`'s own, or those `leftovers` matches (for a name that differs run to run)."""
+    staging = _staging_for(path)
     _remove_leftovers(path.parent, leftovers or f".{path.name}.*.tmp")
     tmp = None
     try:
         with signals_deferred():
-            tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+            tmp = Path(tempfile.mkdtemp(dir=staging, prefix=f".{path.name}.", suffix=".tmp"))
         yield tmp
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
+            old = tmp.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
             _publish(tmp, path, 0o777)
@@ -88,12 +142,16 @@ def write_text(path: Path, text: str) -> None:
 @contextmanager
 def live_dir(path: Path) -> Iterator[Path]:
     """A folder written in place while the stage runs, for readers that watch it (DVCLive's metrics, read by
-    `dvc exp show` mid-run). The previous one waits beside it and comes back if the stage fails."""
-    previous = path.with_name(f".{path.name}.previous.tmp")
+    `dvc exp show` mid-run). The previous one waits in the staging folder (or beside it) and comes back if the stage
+    fails, or, after a SIGKILL, when the staging folder is cleared."""
+    staging = _staging_for(path)
+    previous = staging / f".{path.name}.previous.tmp"
     with signals_deferred():
-        shutil.rmtree(previous, ignore_errors=True)  # of a run killed by SIGKILL; DVC re-runs that stage anyway
+        shutil.rmtree(previous, ignore_errors=True)  # beside: of a run killed by SIGKILL; DVC re-runs that stage anyway
         if path.exists():
             os.replace(path, previous)
+            if staging != path.parent:
+                previous.with_name(previous.name + PREVIOUS_TARGET).write_text(str(path.absolute()))
     try:
         yield path
     except BaseException:
@@ -101,8 +159,10 @@ def live_dir(path: Path) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
             if previous.exists():
                 os.replace(previous, path)
+            previous.with_name(previous.name + PREVIOUS_TARGET).unlink(missing_ok=True)
         raise
     shutil.rmtree(previous, ignore_errors=True)
+    previous.with_name(previous.name + PREVIOUS_TARGET).unlink(missing_ok=True)
 
 
 class StagedOutputs:
@@ -147,14 +207,25 @@ def staged_outputs() -> Iterator[StagedOutputs]:
     stack = ExitStack()
     outputs = StagedOutputs(stack)
     try:
-        yield outputs
-        raise_if_stopped()  # a stop signal whose exception TensorFlow swallowed still means: publish nothing
-    except BaseException as error:
-        full = isinstance(error, Exception) and out_of_space(error) and outputs.staged
-        where = outputs.being_written(error) if full else None
-        stack.__exit__(type(error), error, error.__traceback__)  # each temporary removed, nothing published
-        if where:
-            raise StageError(f"{where}: no space left on device; previous outputs left as they were") from None
-        raise
-    with signals_deferred():  # all renamed into place, or (SIGKILL aside) none
-        stack.close()
+        try:
+            yield outputs
+            raise_if_stopped()  # a stop signal whose exception TensorFlow swallowed still means: publish nothing
+        except BaseException as error:
+            full = isinstance(error, Exception) and out_of_space(error) and outputs.staged
+            where = outputs.being_written(error) if full else None
+            stack.__exit__(type(error), error, error.__traceback__)  # each temporary removed, nothing published
+            if where:
+                raise StageError(f"{where}: no space left on device; previous outputs left as they were") from None
+            raise
+        with signals_deferred():  # all renamed into place, or (SIGKILL aside) none
+            stack.close()
+    finally:
+        _remove_own_staging(outputs.staged.values())
+
+
+def _remove_own_staging(finals) -> None:
+    """This process's staging folder, once empty (a stage may stage more than one block)."""
+    for root in {staging_root(final.parent) for final in finals} - {None}:
+        own = root / str(os.getpid())
+        if own.is_dir() and not any(own.iterdir()):
+            own.rmdir()

@@ -30,6 +30,10 @@ EVAL_LOGS = LOGS / "evaluate"  # evaluate: test images, metrics and the run's hp
 # images/s, the CPU); no DVC output, so a reproduction on another machine changes no hash.
 TIMING_LOGS = LOGS / "timing"
 
+# Where stages write their outputs before renaming them into place: one folder per process, out of TensorBoard's and
+# DVC's view (fmnist.files); .dvc/tmp is DVC's own scratch folder, ignored by git.
+STAGING = Path(".dvc/tmp/staging")
+
 REPORTS = Path("reports")
 SAMPLES_PNG = REPORTS / "samples.png"
 # DVCLive's folder, written epoch by epoch while train runs (what `dvc exp show` and VS Code show live):

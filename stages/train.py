@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fmnist import cpu, dataset, distribute, environment, params, paths, runtime
+from fmnist import cpu, dataset, distribute, environment, memory, params, paths, runtime
 from fmnist.errors import raise_if_stopped, run_stage
 from fmnist.files import staged_outputs
 from fmnist.params.runtime import RuntimeParams
@@ -44,6 +44,9 @@ def main() -> None:
     started, stamp = time.perf_counter(), time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     with strategy.scope():
         model = training.compile_model(config, len(train[0]))
+    # Before any output is touched: a batch too big for this machine is one line, not the OOM killer's SIGKILL.
+    need, usable = memory.check_training(model, config, len(train[0]), len(val[0]), train[0][0].nbytes)
+    print(f"train: memory: peak at most about {need / memory.GIB:.1f} GiB, {usable / memory.GIB:.1f} GiB usable")
     if not chief:  # another worker of a multi-worker run: train in step, leave the outputs to the chief
         training.fit(model, config, train, val, None, strategy)
         with tempfile.TemporaryDirectory() as scratch:
@@ -82,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main, runs_tensorflow=True)
+    run_stage(main, runs_tensorflow=True, memory_advice="try a smaller train.batch_size or train.batch_norm_images")

@@ -1,12 +1,23 @@
 import errno
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from fmnist import errors
+from fmnist import errors, paths
 from fmnist.errors import Interrupted, StageError
-from fmnist.files import atomic_dir, atomic_path, live_dir, staged_outputs, write_text
+from fmnist.files import (
+    PREVIOUS_TARGET,
+    atomic_dir,
+    atomic_path,
+    clear_staging,
+    live_dir,
+    staged_outputs,
+    write_text,
+)
 
 
 def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -145,3 +156,54 @@ def test_a_live_folder_is_written_in_place_and_the_previous_comes_back_on_failur
         (live / "metrics.json").write_text("new run")
     assert (live / "metrics.json").read_text() == "new run"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["training"]
+
+
+def test_in_a_dvc_project_temporaries_are_staged_where_no_viewer_looks(tmp_path, monkeypatch):
+    """TensorBoard lists every folder under --logdir with event files: a staged logs/fit must not be beside it."""
+    (tmp_path / ".dvc").mkdir()
+    monkeypatch.chdir(tmp_path)
+    own = tmp_path / paths.STAGING / str(os.getpid())
+    with staged_outputs() as out:
+        fit = out.folder(Path("logs/fit"))
+        (fit / "events").write_text("new")
+        model = out.file(Path("models/model.keras"))
+        model.write_text("weights")
+        assert fit.parent == model.parent == own
+        assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == []
+        assert sorted(p.name for p in (tmp_path / "models").iterdir()) == []
+    assert (tmp_path / "logs/fit/events").read_text() == "new"
+    assert (tmp_path / "models/model.keras").read_text() == "weights"
+    assert not own.exists()
+    with pytest.raises(RuntimeError), staged_outputs() as out:
+        (out.folder(Path("logs/fit")) / "events").write_text("half")
+        raise RuntimeError("failed")
+    assert (tmp_path / "logs/fit/events").read_text() == "new" and not own.exists()
+
+
+def test_a_killed_processs_staging_is_cleared_and_its_set_aside_live_folder_put_back(tmp_path, monkeypatch):
+    (tmp_path / ".dvc").mkdir()
+    monkeypatch.chdir(tmp_path)
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # its pid is no running process's now
+    dead = tmp_path / paths.STAGING / str(finished.pid)
+    (dead / ".fit.x.tmp").mkdir(parents=True)  # a half-staged output
+    previous = dead / ".training.previous.tmp"
+    previous.mkdir()
+    (previous / "metrics.json").write_text("previous run")
+    (dead / f".training.previous.tmp{PREVIOUS_TARGET}").write_text(str(tmp_path / "reports/training"))
+    (tmp_path / "reports/training").mkdir(parents=True)
+    (tmp_path / "reports/training/metrics.json").write_text("half of the killed run")
+    alive = tmp_path / paths.STAGING / str(os.getppid())  # a running process's: left alone
+    alive.mkdir()
+    write_text(Path("reports/metrics.json"), "{}")  # the next stage to stage anything clears it
+    assert not dead.exists() and alive.exists()
+    assert (tmp_path / "reports/training/metrics.json").read_text() == "previous run"
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["metrics.json", "training"]
+
+
+def test_the_supervisor_clears_its_killed_childs_staging_at_once(tmp_path):
+    (tmp_path / ".dvc").mkdir()
+    child = tmp_path / paths.STAGING / str(os.getpid())  # running, yet named: the supervisor knows it is dead
+    (child / ".fit.x.tmp").mkdir(parents=True)
+    assert clear_staging(tmp_path / paths.STAGING, os.getpid()) == []
+    assert not child.exists()

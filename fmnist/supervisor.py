@@ -1,0 +1,109 @@
+"""Stages that run TensorFlow do their work in a child process, watched by the process DVC started.
+
+A process the kernel kills (the out-of-memory killer, `kill -9`, a container's memory limit) gets no chance to say
+why or to put anything back, and DVC only reports `exited with -9`. Its parent does get that chance: it names the
+signal, reads the cgroup's OOM-kill count to tell an out-of-memory kill from another, clears what the child had
+staged (fmnist.files) and, under `dvc repro`, `dvc exp run` and `dvc queue` workers, puts back the outputs DVC had
+deleted (fmnist.previous_outputs). The parent never imports TensorFlow; SIGINT and SIGTERM are passed on to the child,
+whose own handling (fmnist.errors) stops it cleanly. FMNIST_UNSUPERVISED=1 runs the stage in one process, for a
+debugger or profiler.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from fmnist import memory
+from fmnist.errors import STOP_SIGNALS, put_back_under_dvc
+from fmnist.files import clear_staging, staging_root
+
+CHILD = "FMNIST_STAGE_CHILD"  # set in the child's environment
+UNSUPERVISED = "FMNIST_UNSUPERVISED"
+POLL_SECONDS = 0.5  # how often the child's memory is sampled while it runs
+CRASHES = {
+    signal.SIGSEGV: "a crash in native code (TensorFlow or a library it loads)",
+    signal.SIGBUS: "a crash in native code (TensorFlow or a library it loads)",
+    signal.SIGABRT: "an abort in native code (TensorFlow's own check, or a failed allocation)",
+}
+
+
+def start(stage: str, memory_advice: str) -> None:
+    """In the process DVC started: run the stage as a child and exit as it does. In the child: return, to run it."""
+    if CHILD in os.environ:
+        die_with_parent()
+    elif os.environ.get(UNSUPERVISED) != "1":
+        supervise(stage, memory_advice)
+
+
+def die_with_parent() -> None:
+    """In the child: end when the supervising process ends, even by SIGKILL, rather than train on unwatched
+    (Linux: PR_SET_PDEATHSIG; elsewhere the child outlives a killed parent)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent was gone before the call
+        os._exit(128 + signal.SIGKILL)
+
+
+def supervise(stage: str, memory_advice: str) -> None:
+    """Run this stage again as a child process and wait for it; exit as it did, explaining a death by signal."""
+    oom_kills_before = memory.oom_kills()
+    child = subprocess.Popen([sys.executable, *sys.orig_argv[1:]], env={**os.environ, CHILD: "1"})
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, lambda signum, _frame: child.send_signal(signum))
+    peak, least_room, watched = 0, None, psutil.Process(child.pid)
+    while True:
+        try:
+            code = child.wait(timeout=POLL_SECONDS)
+            break
+        except subprocess.TimeoutExpired:
+            try:
+                peak = max(peak, watched.memory_info().rss)
+            except psutil.Error:  # exiting
+                pass
+            free = memory.room()[0]
+            least_room = free if least_room is None else min(least_room, free)
+    if code >= 0:
+        sys.exit(code)
+    signum = signal.Signals(-code)
+    cause = explain(signum, oom_kills_before, memory.oom_kills(), peak, least_room, memory_advice)
+    staging = staging_root(Path.cwd())
+    if staging is not None:
+        clear_staging(staging, child.pid)
+    put_back_under_dvc(stage)
+    print(f"error: {stage}: {cause}; its previous outputs were left as they were", file=sys.stderr)
+    sys.exit(128 + signum)
+
+
+def explain(signum: signal.Signals, oom_kills_before: int | None, oom_kills_after: int | None, peak: int,
+            least_room: int | None, memory_advice: str) -> str:  # fmt: skip
+    """One clause: what ended the child, as far as the cgroup's OOM-kill count tells, else its memory samples (its
+    peak resident memory, and the least memory the machine or cgroup had left meanwhile)."""
+    name = signum.name
+    at = f" at {peak / memory.GIB:.1f} GiB resident" if peak else ""
+    if signum in CRASHES:
+        return f"the stage's process died of {name}{at}: {CRASHES[signum]}; its messages are above"
+    if signum != signal.SIGKILL:
+        return f"the stage's process was killed by {name}{at}"
+    if oom_kills_before is not None and oom_kills_after is not None:
+        if oom_kills_after > oom_kills_before:
+            return (
+                f"out of memory: the kernel's OOM killer ended the stage's process ({name}{at}; its cgroup's OOM"
+                f" kills went from {oom_kills_before} to {oom_kills_after}); {memory_advice}"
+            )
+        return (
+            f"the stage's process was killed by {name}{at}, not for memory (its cgroup's OOM-kill count stayed"
+            f" {oom_kills_after}): by `kill -9` or a container's stop; run it again"
+        )
+    if peak and least_room is not None and least_room < 0.1 * (peak + least_room):
+        left = f"{least_room / memory.GIB:.1f} GiB left"
+        return f"out of memory, most likely: killed by {name}{at}, with {left}; {memory_advice}"
+    return f"the stage's process was killed by {name}{at}: by the kernel's OOM killer or `kill -9` (`dmesg` says which)"
