@@ -55,10 +55,20 @@ def die_with_parent() -> None:
 def supervise(stage: str, memory_advice: str) -> None:
     """Run this stage again as a child process and wait for it; exit as it did, explaining a death by signal."""
     oom_kills_before = memory.oom_kills()
-    child = subprocess.Popen([sys.executable, *sys.orig_argv[1:]], env={**os.environ, CHILD: "1"})
+    child, pending = None, []
+
+    def forward(signum: int, _frame: object) -> None:  # the child stops itself cleanly (fmnist.errors)
+        if child is None:
+            pending.append(signum)
+        else:
+            child.send_signal(signum)
+
     for signum in STOP_SIGNALS:
-        if signal.getsignal(signum) is not signal.SIG_IGN:
-            signal.signal(signum, lambda signum, _frame: child.send_signal(signum))
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # `nohup` and background jobs ignore SIGINT: keep that
+            signal.signal(signum, forward)
+    child = subprocess.Popen([sys.executable, *sys.orig_argv[1:]], env={**os.environ, CHILD: "1"})
+    for signum in pending:
+        child.send_signal(signum)
     peak, least_room, watched = 0, None, psutil.Process(child.pid)
     while True:
         try:

@@ -27,11 +27,12 @@ pytestmark = pytest.mark.slow  # real processes of dvc, git and the stages: run 
 
 STAGES = ["download", "preprocess", "train", "evaluate"]
 OUTPUT_DIRS = ("data", "models", "logs", "reports")
+STAGING = ".dvc/tmp/staging"  # fmnist.paths.STAGING: one folder per stage process
 FIRST_TEMPORARY = {  # where each stage's first staged output appears: it is writing from then on
-    "download": "data/raw/.*.tmp*",
-    "preprocess": "data/prepared/.*.tmp*",
-    "train": "logs/.fit.*.tmp",
-    "evaluate": "reports/.*.tmp*",
+    "download": f"{STAGING}/*/.*.tmp*",
+    "preprocess": f"{STAGING}/*/.*.tmp*",
+    "train": f"{STAGING}/*/.fit.*.tmp",
+    "evaluate": f"{STAGING}/*/.*.tmp*",
 }
 
 
@@ -133,7 +134,9 @@ def outputs(project: Path) -> dict[str, str]:
 
 
 def temporaries(project: Path) -> list[Path]:
-    return [path for folder in OUTPUT_DIRS for path in (project / folder).rglob(".*.tmp*")]
+    """What a stage staged and left: beside the outputs, or in the staging folder."""
+    beside = [path for folder in OUTPUT_DIRS for path in (project / folder).rglob(".*.tmp*")]
+    return beside + list((project / STAGING).glob("*"))
 
 
 def wait_until_writing(process: subprocess.Popen, project: Path, stage: str, timeout: float = 120) -> None:
@@ -176,7 +179,7 @@ def test_sigkill_in_each_stage_then_the_next_repro_goes_on_to_the_same_metrics(d
     result = repro(project)
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads((project / "reports/metrics.json").read_text()) == reference_metrics
-    assert not list(project.rglob(".*.tmp*")), "temporary files left behind"
+    assert not list(project.rglob(".*.tmp*")) and not temporaries(project), "temporary files left behind"
 
 
 def test_a_second_concurrent_repro_fails_fast_on_the_lock(dataset):
