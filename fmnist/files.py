@@ -95,11 +95,11 @@ def _remove_leftovers(folder: Path, pattern: str) -> None:
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path for `path` (same suffix); rename it into place on success."""
-    staging = _staging_for(path)
     _remove_leftovers(path.parent, f".{path.stem}.*.tmp{path.suffix}")
-    tmp = None
+    tmp = staging = None
     try:
         with signals_deferred():  # no stop between creating the temporary and knowing its name to remove it
+            staging = _staging_for(path)
             fd, tmp_name = tempfile.mkstemp(dir=staging, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
             os.close(fd)
             tmp = Path(tmp_name)
@@ -108,17 +108,19 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+        if staging is not None:
+            _release(staging, path)
 
 
 @contextmanager
 def atomic_dir(path: Path, leftovers: str | None = None) -> Iterator[Path]:
     """Yield an empty temporary folder; swap it in for `path` on success. A killed earlier run's temporaries beside
     `path` are removed first: `path`'s own, or those `leftovers` matches (for a name that differs run to run)."""
-    staging = _staging_for(path)
     _remove_leftovers(path.parent, leftovers or f".{path.name}.*.tmp")
-    tmp = None
+    tmp = staging = None
     try:
         with signals_deferred():
+            staging = _staging_for(path)
             tmp = Path(tempfile.mkdtemp(dir=staging, prefix=f".{path.name}.", suffix=".tmp"))
         yield tmp
         if path.exists():
@@ -132,6 +134,17 @@ def atomic_dir(path: Path, leftovers: str | None = None) -> Iterator[Path]:
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        if staging is not None:
+            _release(staging, path)
+
+
+def _release(staging: Path, path: Path) -> None:
+    """This process's staging folder goes once its last temporary has (other outputs may still be staged in it)."""
+    if staging != path.parent:
+        try:
+            staging.rmdir()
+        except OSError:  # not empty yet
+            pass
 
 
 def write_text(path: Path, text: str) -> None:
@@ -144,25 +157,31 @@ def live_dir(path: Path) -> Iterator[Path]:
     """A folder written in place while the stage runs, for readers that watch it (DVCLive's metrics, read by
     `dvc exp show` mid-run). The previous one waits in the staging folder (or beside it) and comes back if the stage
     fails, or, after a SIGKILL, when the staging folder is cleared."""
-    staging = _staging_for(path)
-    previous = staging / f".{path.name}.previous.tmp"
-    with signals_deferred():
-        shutil.rmtree(previous, ignore_errors=True)  # beside: of a run killed by SIGKILL; DVC re-runs that stage anyway
-        if path.exists():
-            os.replace(path, previous)
-            if staging != path.parent:
-                previous.with_name(previous.name + PREVIOUS_TARGET).write_text(str(path.absolute()))
+    staging = previous = None
     try:
+        with signals_deferred():
+            staging = _staging_for(path)
+            aside = staging / f".{path.name}.previous.tmp"
+            shutil.rmtree(aside, ignore_errors=True)  # beside: a run killed by SIGKILL left it; DVC re-runs anyway
+            target = aside.with_name(aside.name + PREVIOUS_TARGET)
+            if path.exists():
+                if staging != path.parent:  # first, so that a SIGKILL never leaves one set aside with no way back
+                    target.write_text(str(path.absolute()))
+                os.replace(path, aside)
+            previous = aside  # set aside, or there was none: from here a failure removes this run's folder
         yield path
     except BaseException:
-        with signals_deferred():
-            shutil.rmtree(path, ignore_errors=True)
-            if previous.exists():
-                os.replace(previous, path)
-            previous.with_name(previous.name + PREVIOUS_TARGET).unlink(missing_ok=True)
+        if previous is not None:  # past setting the previous one aside: this run's folder goes, that one comes back
+            with signals_deferred():
+                shutil.rmtree(path, ignore_errors=True)
+                if previous.exists():
+                    os.replace(previous, path)
+                target.unlink(missing_ok=True)
+                _release(staging, path)
         raise
     shutil.rmtree(previous, ignore_errors=True)
-    previous.with_name(previous.name + PREVIOUS_TARGET).unlink(missing_ok=True)
+    target.unlink(missing_ok=True)
+    _release(staging, path)
 
 
 class StagedOutputs:
@@ -207,25 +226,14 @@ def staged_outputs() -> Iterator[StagedOutputs]:
     stack = ExitStack()
     outputs = StagedOutputs(stack)
     try:
-        try:
-            yield outputs
-            raise_if_stopped()  # a stop signal whose exception TensorFlow swallowed still means: publish nothing
-        except BaseException as error:
-            full = isinstance(error, Exception) and out_of_space(error) and outputs.staged
-            where = outputs.being_written(error) if full else None
-            stack.__exit__(type(error), error, error.__traceback__)  # each temporary removed, nothing published
-            if where:
-                raise StageError(f"{where}: no space left on device; previous outputs left as they were") from None
-            raise
-        with signals_deferred():  # all renamed into place, or (SIGKILL aside) none
-            stack.close()
-    finally:
-        _remove_own_staging(outputs.staged.values())
-
-
-def _remove_own_staging(finals) -> None:
-    """This process's staging folder, once empty (a stage may stage more than one block)."""
-    for root in {staging_root(final.parent) for final in finals} - {None}:
-        own = root / str(os.getpid())
-        if own.is_dir() and not any(own.iterdir()):
-            own.rmdir()
+        yield outputs
+        raise_if_stopped()  # a stop signal whose exception TensorFlow swallowed still means: publish nothing
+    except BaseException as error:
+        full = isinstance(error, Exception) and out_of_space(error) and outputs.staged
+        where = outputs.being_written(error) if full else None
+        stack.__exit__(type(error), error, error.__traceback__)  # each temporary removed, nothing published
+        if where:
+            raise StageError(f"{where}: no space left on device; previous outputs left as they were") from None
+        raise
+    with signals_deferred():  # all renamed into place, or (SIGKILL aside) none
+        stack.close()

@@ -93,6 +93,10 @@ def test_bad_credentials_and_unreachable_remotes_fail_before_any_training(tmp_pa
     gone = r"cannot reach Git remote '.*gone\.git': .*; nothing was run"
     checks.append((sweep_run(runner, "--remote", str(tmp_path / "gone.git")), gone))
 
+    proxy.add(Fault("status", status=503, code="SlowDown"))  # throttled for good: busy, not out of reach
+    checks.append((sweep_run(runner, env=FAIL_FAST), rf"{WHERE} is throttling requests, .*SlowDown.*; nothing was run"))
+    proxy.clear()
+
     sh(runner, "dvc", "remote", "modify", "--local", "team", "endpointurl", f"http://127.0.0.1:{free_port()}")
     checks.append((sweep_run(runner, env=FAIL_FAST), rf"cannot reach {WHERE}: .*; nothing was run"))
 
@@ -164,6 +168,8 @@ def test_a_point_survives_refused_stalled_throttled_and_killed_transfers(tmp_pat
     table = sh(reviewer, sys.executable, "-m", "tools.sweep", "show", "--prefix", "sweep-")
     assert f"Incomplete, not ranked (Git ref pushed, outputs missing from the DVC remote): {name}" in table, table
     assert f"| {name} |" not in table
+    own = sh(runner, sys.executable, "-m", "tools.sweep", "show", "--prefix", "sweep-")  # the outputs in its cache
+    assert f"Incomplete, not ranked (Git ref pushed, outputs missing from the DVC remote): {name}" in own, own
 
     # Throttled (503 SlowDown) three times: retried, pushed, still without training.
     proxy.add(Fault("status", method="PUT", times=3, status=503, code="SlowDown", path=objects))

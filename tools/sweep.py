@@ -45,6 +45,8 @@ from fmnist.errors import StageError, run_stage
 EXPERIMENT_REFS = "refs/exps"  # DVC's namespace: refs/exps/<baseline[:2]>/<baseline[2:]>/<name>
 # What `dvc fetch` logs, as a warning only, for objects the remote lacks (dvc/repo/fetch.py; a test checks it).
 MISSING = "do not exist neither locally nor on remote"
+# How S3 and its kin say "too many requests" (503 SlowDown, 429): the remote is there, only busy.
+THROTTLED = re.compile(r"SlowDown|Throttl|TooManyRequests|RequestLimitExceeded|reduce your request rate", re.I)
 SWEEP_NAME = re.compile(r"(?P<prefix>.+)-(?P<sweep>[0-9a-f]{6})-(?P<index>\d+)")
 
 
@@ -204,6 +206,8 @@ def dvc_step(step: str, then: str, warnings: list[str] | None = None) -> Iterato
     except Exception as error:  # any failure of a remote's stack (s3fs, botocore, aiohttp) is the step's
         cause = causes[0] if causes else f"{type(error).__name__}: {error}"
         cause = " ".join(str(cause).split())  # one line
+        if THROTTLED.search(cause):
+            cause = f"the remote is throttling requests, wait a few minutes ({cause})"
         raise StageError(f"{step} failed: {without_secrets(cause)}; {then}") from None
     finally:
         for logger in loggers:
@@ -243,6 +247,8 @@ def check_dvc_remote(repo, name: str, write: bool, then: str) -> None:
             ) from None
         if isinstance(error, PermissionError):
             raise StageError(f"{where} refused access ({'write' if write else 'read'}): {message}; {then}") from None
+        if THROTTLED.search(message):
+            raise StageError(f"{where} is throttling requests, wait a few minutes: {message}; {then}") from None
         raise StageError(f"cannot reach {where}: {type(error).__name__}: {message}; {then}") from None
 
 
@@ -328,7 +334,10 @@ def experiments(git_remote: str, prefix: str, dvc_remote: str | None) -> list[di
         try:
             with dvc_step("fetching outputs", "", warnings) as repo:
                 repo.fetch(revs=[commit], workspace=False, remote=dvc_remote)
-            complete = not any(MISSING in warning for warning in warnings)
+                # What this clone's cache holds was not fetched, so not checked: ask the remote for each object.
+                complete = not any(MISSING in warning for warning in warnings) and not missing_on_remote(
+                    repo, commit, dvc_remote
+                )
         except StageError:
             complete = False
         found.append(
@@ -341,6 +350,17 @@ def experiments(git_remote: str, prefix: str, dvc_remote: str | None) -> list[di
             }
         )
     return found
+
+
+def missing_on_remote(repo, commit: str, remote: str) -> int:
+    """How many of the commit's cached output objects (each folder's files included) the DVC remote lacks."""
+    missing = 0
+    for _ in repo.brancher(revs=[commit], workspace=False):
+        for odb, objects in repo.index.used_objs(remote=remote, force=True, push=True).items():
+            if odb is None:  # the project's own outputs (not imports)
+                status = repo.cloud.status(objects, remote=remote)
+                missing += len(status.new) + len(status.missing)
+    return missing
 
 
 def table(found: list[dict]) -> list[str]:
