@@ -21,7 +21,7 @@ from fmnist import memory
 from fmnist.errors import STOP_SIGNALS, put_back_under_dvc
 from fmnist.files import clear_staging, staging_root
 
-CHILD = "FMNIST_STAGE_CHILD"  # set in the child's environment
+CHILD = "FMNIST_STAGE_CHILD"  # set in the child's environment: the supervising process's pid
 UNSUPERVISED = "FMNIST_UNSUPERVISED"
 POLL_SECONDS = 0.5  # how often the child's memory is sampled while it runs
 CRASHES = {
@@ -48,7 +48,7 @@ def die_with_parent() -> None:
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() == 1:  # the parent was gone before the call
+    if str(os.getppid()) != os.environ.get(CHILD):  # the parent was gone before the call
         os._exit(128 + signal.SIGKILL)
 
 
@@ -66,17 +66,17 @@ def supervise(stage: str, memory_advice: str) -> None:
     for signum in STOP_SIGNALS:
         if signal.getsignal(signum) is not signal.SIG_IGN:  # `nohup` and background jobs ignore SIGINT: keep that
             signal.signal(signum, forward)
-    child = subprocess.Popen([sys.executable, *sys.orig_argv[1:]], env={**os.environ, CHILD: "1"})
+    child = subprocess.Popen([sys.executable, *sys.orig_argv[1:]], env={**os.environ, CHILD: str(os.getpid())})
     for signum in pending:
         child.send_signal(signum)
-    peak, least_room, watched = 0, None, psutil.Process(child.pid)
+    peak, least_room = 0, None
     while True:
         try:
             code = child.wait(timeout=POLL_SECONDS)
             break
         except subprocess.TimeoutExpired:
             try:
-                peak = max(peak, watched.memory_info().rss)
+                peak = max(peak, psutil.Process(child.pid).memory_info().rss)
             except psutil.Error:  # exiting
                 pass
             free = memory.room()[0]

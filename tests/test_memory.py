@@ -127,7 +127,7 @@ def test_the_child_ends_with_its_supervisor():
     script = (
         "import os, subprocess, sys, time\n"
         "child = subprocess.Popen([sys.executable, '-c', 'from fmnist import supervisor; supervisor.die_with_parent();"
-        " import time; time.sleep(60)'])\n"
+        " import time; time.sleep(60)'], env={**os.environ, 'FMNIST_STAGE_CHILD': str(os.getpid())})\n"
         "print(child.pid, flush=True)\n"
         "time.sleep(60)\n"
     )
