@@ -60,11 +60,11 @@ def run(project: Path, stage: str, supervised: bool) -> tuple[float, float, str]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batches", default="64,1024,4096,16384")
+    parser.add_argument("--batches", default="64,1024,4096,16384", help="comma-separated; empty: the supervisor only")
     parser.add_argument("--pairs", type=int, default=3)
     args = parser.parse_args()
     print(f"{'batch':>7}{'estimate GiB':>14}{'peak GiB':>10}{'peak/estimate':>15}")
-    for batch in (int(value) for value in args.batches.split(",")):
+    for batch in (int(value) for value in args.batches.split(",") if value):
         with tempfile.TemporaryDirectory() as scratch:
             project = project_copy(Path(scratch), batch_size=batch, epochs=1)
             _, peak, output = run(project, "train", supervised=False)

@@ -40,6 +40,14 @@ def strategy_for(distribute: str):
     return tf.distribute.get_strategy()
 
 
+def on_gpus() -> bool:
+    """Whether training runs on GPUs (exact mode hides them): then a batch lives in their memory, not the host's,
+    and TensorFlow names running out of it (ResourceExhaustedError)."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
 def is_chief(strategy) -> bool:
     """The one process that writes outputs: `chief` if the cluster has one, else worker 0."""
     resolver = getattr(strategy, "cluster_resolver", None)

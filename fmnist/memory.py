@@ -123,13 +123,14 @@ def training_peak(model, batch_size: int, train_images: int, val_images: int, ba
 
 
 def check_training(model, config, train_images: int, val_images: int, image_bytes: int) -> tuple[int, int]:
-    """Refuse, in one line naming train.batch_size, a run whose estimated peak exceeds what the process may use.
-    Returns (the estimate, what the process may use), in bytes."""
+    """Refuse, in one line naming train.batch_size, a run whose estimated peak exceeds what the process may use;
+    else print both. Returns (the estimate, what the process may use), in bytes."""
     resident = psutil.Process(os.getpid()).memory_info().rss
     need = training_peak(model, config.batch_size, train_images, val_images, config.batch_norm_images,
                          image_bytes, resident)  # fmt: skip
     free, limit = room()
     if need <= resident + free:
+        print(f"train: memory: peak at most about {need / GIB:.2f} GiB, {(resident + free) / GIB:.1f} GiB usable")
         return need, resident + free
     per_image = TRAINING_BYTES_PER_ACTIVATION_BYTE * activation_bytes(model)
     fits = int((resident + free - training_peak(model, 0, train_images, val_images, config.batch_norm_images,

@@ -1,4 +1,4 @@
-"""Stages that run TensorFlow do their work in a child process, watched by the process DVC started.
+"""Stages that run TensorFlow do their work in a forked child process, watched by the process DVC started.
 
 A process the kernel kills (the out-of-memory killer, `kill -9`, a container's memory limit) gets no chance to say
 why or to put anything back, and DVC only reports `exited with -9`. Its parent does get that chance: it names the
@@ -6,12 +6,11 @@ signal, reads the cgroup's OOM-kill count to tell an out-of-memory kill from ano
 staged (fmnist.files) and, under `dvc repro`, `dvc exp run` and `dvc queue` workers, puts back the outputs DVC had
 deleted (fmnist.previous_outputs). The parent never imports TensorFlow; SIGINT and SIGTERM are passed on to the child,
 whose own handling (fmnist.errors) stops it cleanly. FMNIST_UNSUPERVISED=1 runs the stage in one process, for a
-debugger or profiler.
+debugger or profiler; so does a system without fork().
 """
 
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,11 +31,12 @@ CRASHES = {
 
 
 def start(stage: str, memory_advice: str) -> None:
-    """In the process DVC started: run the stage as a child and exit as it does. In the child: return, to run it."""
-    if CHILD in os.environ:
-        die_with_parent()
-    elif os.environ.get(UNSUPERVISED) != "1":
-        supervise(stage, memory_advice)
+    """Fork: the child returns, to run the stage; this process supervises it and exits as it does. Forked rather
+    than started anew, the child has the stage's imports already and costs no second interpreter start."""
+    if CHILD in os.environ or os.environ.get(UNSUPERVISED) == "1" or not hasattr(os, "fork"):
+        return
+    supervise(stage, memory_advice)
+    die_with_parent()
 
 
 def die_with_parent() -> None:
@@ -53,30 +53,35 @@ def die_with_parent() -> None:
 
 
 def supervise(stage: str, memory_advice: str) -> None:
-    """Run this stage again as a child process and wait for it; exit as it did, explaining a death by signal."""
+    """Returns in the child. In the parent: wait for the child, pass it SIGINT and SIGTERM, and exit as it did,
+    explaining a death by signal."""
     oom_kills_before = memory.oom_kills()
-    child, pending = None, []
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # none lost between the fork and the handlers
+    sys.stdout.flush(), sys.stderr.flush()  # else both processes would write what is buffered
+    parent, pid = os.getpid(), os.fork()
+    if pid == 0:
+        os.environ[CHILD] = str(parent)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # the stage installs its own handlers next
+        return
 
     def forward(signum: int, _frame: object) -> None:  # the child stops itself cleanly (fmnist.errors)
-        if child is None:
-            pending.append(signum)
-        else:
-            child.send_signal(signum)
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:  # already gone
+            pass
 
     for signum in STOP_SIGNALS:
         if signal.getsignal(signum) is not signal.SIG_IGN:  # `nohup` and background jobs ignore SIGINT: keep that
             signal.signal(signum, forward)
-    child = subprocess.Popen([sys.executable, *sys.orig_argv[1:]], env={**os.environ, CHILD: str(os.getpid())})
-    for signum in pending:
-        child.send_signal(signum)
-    peak, least_room = 0, None
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    child, peak, least_room = psutil.Process(pid), 0, None
     while True:
         try:
-            code = child.wait(timeout=POLL_SECONDS)
+            code = child.wait(timeout=POLL_SECONDS)  # a negative code: killed by that signal
             break
-        except subprocess.TimeoutExpired:
+        except psutil.TimeoutExpired:
             try:
-                peak = max(peak, psutil.Process(child.pid).memory_info().rss)
+                peak = max(peak, child.memory_info().rss)
             except psutil.Error:  # exiting
                 pass
             free = memory.room()[0]
@@ -87,7 +92,7 @@ def supervise(stage: str, memory_advice: str) -> None:
     cause = explain(signum, oom_kills_before, memory.oom_kills(), peak, least_room, memory_advice)
     staging = staging_root(Path.cwd())
     if staging is not None:
-        clear_staging(staging, child.pid)
+        clear_staging(staging, pid)
     put_back_under_dvc(stage)
     print(f"error: {stage}: {cause}; its previous outputs were left as they were", file=sys.stderr)
     sys.exit(128 + signum)

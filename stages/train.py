@@ -44,9 +44,8 @@ def main() -> None:
     started, stamp = time.perf_counter(), time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     with strategy.scope():
         model = training.compile_model(config, len(train[0]))
-    # Before any output is touched: a batch too big for this machine is one line, not the OOM killer's SIGKILL.
-    need, usable = memory.check_training(model, config, len(train[0]), len(val[0]), train[0][0].nbytes)
-    print(f"train: memory: peak at most about {need / memory.GIB:.2f} GiB, {usable / memory.GIB:.1f} GiB usable")
+    if not distribute.on_gpus():  # before any output is touched: a batch too big is one line, not a SIGKILL
+        memory.check_training(model, config, len(train[0]), len(val[0]), train[0][0].nbytes)
     if not chief:  # another worker of a multi-worker run: train in step, leave the outputs to the chief
         training.fit(model, config, train, val, None, strategy)
         with tempfile.TemporaryDirectory() as scratch:

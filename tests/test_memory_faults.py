@@ -171,8 +171,9 @@ def test_a_training_process_killed_by_sigkill_is_named_and_loses_nothing(finishe
         seen.append(line)
         if "Epoch 2/" in line:
             break
-    training = [child for child in psutil.Process(process.pid).children(recursive=True)
-                if "FMNIST_STAGE_CHILD" in child.environ()]  # fmt: skip
+    stage = [child for child in psutil.Process(process.pid).children(recursive=True)
+             if "stages.train" in child.cmdline()]  # fmt: skip
+    training = [child for child in stage if child.parent() in stage]  # forked by the stage's own process
     assert len(training) == 1, "".join(seen)
     training[0].kill()
     output = "".join(seen) + process.communicate(timeout=300)[0]
