@@ -11,6 +11,7 @@ it falls back to /proc/cpuinfo.
 
 import ctypes
 import mmap
+import os
 import platform
 from functools import cache
 from pathlib import Path
@@ -129,6 +130,17 @@ def flags() -> frozenset[str]:
         except (OSError, ValueError, AttributeError):  # executable memory refused (a hardened kernel, say)
             pass
     return frozenset(_cpuinfo().get("flags", "").split())
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its affinity where the system keeps one (Linux, Windows), else all of them
+    (macOS has neither `os.sched_getaffinity` nor psutil's `cpu_affinity`)."""
+    import psutil
+
+    try:
+        return len(psutil.Process().cpu_affinity())
+    except (AttributeError, psutil.Error):
+        return os.cpu_count() or 1
 
 
 def model() -> str:

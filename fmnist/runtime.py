@@ -209,7 +209,7 @@ def _fuse_batch_norm_in_training(layer_class) -> None:
 def _threads(configured: int, variable: str) -> int:
     """TensorFlow's rule: the configured count, else the environment variable, else one per usable core."""
     from_environment = os.environ.get(variable, "")
-    return configured or (int(from_environment) if from_environment.isdigit() else 0) or len(os.sched_getaffinity(0))
+    return configured or (int(from_environment) if from_environment.isdigit() else 0) or cpu.usable_cores()
 
 
 def facts(config: RuntimeParams) -> dict[str, object]:

@@ -10,7 +10,6 @@ own TF_CONFIG and only the chief writes.
 """
 
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -75,7 +74,7 @@ def main() -> None:
         }
         out.file(paths.FINGERPRINT).write_text(json.dumps(fingerprint, indent=2) + "\n")
         tensorboard_logs.make_reproducible(log_dir)
-        machine = f"{cpu.model()}, {len(os.sched_getaffinity(0))} cores, {loaded.runtime.mode} mode"
+        machine = f"{cpu.model()}, {cpu.usable_cores()} cores, {loaded.runtime.mode} mode"
         run = f"{machine}: {train_seconds:.1f} s; weights sha256 {fingerprint['weights_sha256']}"
         tensorboard_logs.write_text(timing_dir, "run", run)
         params.check_unchanged("train")

@@ -46,3 +46,14 @@ def test_cpuid_agrees_with_proc_cpuinfo_on_every_flag_both_know():
     listed = set(cpu._cpuinfo().get("flags", "").split())
     known = set(cpu._BITS) - {"avx_vnni_int8", "avx_ne_convert"}  # the two Linux does not list
     assert set(cpu.flags()) & known == listed & known
+
+
+def test_usable_cores_follow_the_affinity_and_fall_back_to_every_core_where_there_is_none(monkeypatch):
+    import os
+
+    import psutil
+
+    if hasattr(os, "sched_getaffinity"):
+        assert cpu.usable_cores() == len(os.sched_getaffinity(0))
+    monkeypatch.delattr(psutil.Process, "cpu_affinity", raising=False)  # as on macOS
+    assert cpu.usable_cores() == os.cpu_count()

@@ -128,29 +128,25 @@ def _leaves(values: object, prefix: str) -> dict[str, object]:
 
 def _ancestors() -> set[int]:
     """This process and those that started it (the `dvc repro` or `dvc exp run` running this stage)."""
-    chain, pid = set(), os.getpid()
-    while pid > 1 and pid not in chain:
-        chain.add(pid)
-        try:  # /proc/<pid>/stat: "pid (name) state ppid ...", the name may hold spaces
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            break
-    return chain
+    import psutil
+
+    me = psutil.Process()
+    return {me.pid, *(parent.pid for parent in me.parents())}
 
 
 def dvc_commands_here() -> list[str]:
-    """The `dvc` commands running in this directory, other than the one running this process (Linux: /proc)."""
+    """The `dvc` commands running in this directory, other than the one running this process (psutil: Linux, macOS,
+    Windows)."""
+    import psutil
+
     here, ours, found = Path.cwd().resolve(), _ancestors(), []
-    for process in Path("/proc").glob("[0-9]*"):
-        try:
-            if int(process.name) in ours or Path(os.readlink(process / "cwd")).resolve() != here:
-                continue
-            argv = (process / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
-        except (OSError, ValueError):  # gone, or another user's
+    for process in psutil.process_iter(["cwd", "cmdline"]):  # another user's: None (access denied)
+        cwd, argv = process.info["cwd"], process.info["cmdline"]
+        if process.pid in ours or not cwd or not argv or Path(cwd).resolve() != here:
             continue
         for index, arg in enumerate(argv):  # .../bin/dvc, or python -m dvc
             if Path(arg).name == "dvc":
-                found.append(f"`{shlex.join(['dvc', *argv[index + 1 :]])}` (pid {process.name})")
+                found.append(f"`{shlex.join(['dvc', *argv[index + 1 :]])}` (pid {process.pid})")
                 break
     return found
 
