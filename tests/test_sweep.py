@@ -70,7 +70,7 @@ def test_an_invalid_point_fails_the_plan_naming_point_key_and_value(grid, proble
     assert result.stderr.splitlines() == [f"error: sweep {problem}"]
 
 
-def test_duplicate_points_are_planned_once():
+def test_duplicate_points_are_dropped_from_the_matrix():
     result = plan("train.seed=1,2,1 train.dropout=0.1,0.1")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["include"] == [
