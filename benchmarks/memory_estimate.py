@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import yaml
 
 from fmnist import paths
@@ -74,23 +75,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         project = project_copy(Path(scratch), epochs=1, batch_size=1024)
         run(project, "train", supervised=False)  # a model to evaluate
-        extra, parent = [], []
+        extra = []
         for _ in range(args.pairs):
             alone, _, _ = run(project, "evaluate", supervised=False)
             watched, _, _ = run(project, "evaluate", supervised=True)
             extra.append(watched - alone)
         # The supervising process alone: its own peak, without the child it waits for (ru_maxrss of the process
         # DVC starts covers both), read while the child runs.
-        parent.append(supervisor_rss(project))
+        parent = supervisor_rss(project)
     print(
         f"supervisor: {statistics.median(extra):+.2f} s a stage run (median of {args.pairs} pairs,"
-        f" {min(extra):+.2f} to {max(extra):+.2f}); the supervising process holds {max(parent) / 2**20:.0f} MiB"
+        f" {min(extra):+.2f} to {max(extra):+.2f}); the supervising process holds {parent / 2**20:.0f} MiB"
     )
 
 
 def supervisor_rss(project: Path) -> int:
-    import psutil
-
     process = psutil.Popen([sys.executable, "-m", "stages.evaluate"], cwd=project, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)  # fmt: skip
     peak = 0

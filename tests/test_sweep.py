@@ -70,6 +70,14 @@ def test_an_invalid_point_fails_the_plan_naming_point_key_and_value(grid, proble
     assert result.stderr.splitlines() == [f"error: sweep {problem}"]
 
 
+def test_every_params_constraint_is_per_key_so_plan_may_check_each_setting_alone():
+    """check_points validates each distinct setting on its own; a constraint across keys would need whole points."""
+    from fmnist.params.all_sections import AllParams
+
+    for section in AllParams.model_fields.values():
+        assert not section.annotation.__pydantic_decorators__.model_validators, section.annotation.__name__
+
+
 def test_duplicate_points_are_dropped_from_the_matrix():
     result = plan("train.seed=1,2,1 train.dropout=0.1,0.1")
     assert result.returncode == 0, result.stderr

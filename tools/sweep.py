@@ -55,7 +55,11 @@ MATRIX_LIMIT = 256  # GitHub Actions refuses a job matrix of more jobs than this
 
 def grid(sweep: str) -> list[list[str]]:
     """Each experiment of the sweep as its `-S` values, in DVC's order, each point once."""
-    return [list(point) for point in dict.fromkeys(map(tuple, _hydra_points(sweep)))]
+    return _unique(_hydra_points(sweep))
+
+
+def _unique(points: list[list[str]]) -> list[list[str]]:
+    return [list(point) for point in dict.fromkeys(map(tuple, points))]
 
 
 def _hydra_points(sweep: str) -> list[list[str]]:
@@ -137,7 +141,7 @@ def matrix(sweep: str, params_file: Path = paths.PARAMS) -> dict:
     """A GitHub Actions job matrix: one entry per experiment, named by its index (the job passes it back). Checked
     before any runner starts: no duplicates, within GitHub's job limit, every value one the stages take."""
     every = _hydra_points(sweep)
-    points = grid(sweep)
+    points = _unique(every)
     if len(points) < len(every):
         print(f"note: sweep: dropped {len(every) - len(points)} duplicate points", file=sys.stderr)
     if len(points) > MATRIX_LIMIT:
