@@ -40,25 +40,25 @@ VARIANTS = (
 
 def child(variant: str, steps: int) -> dict:
     """Train `steps` steps in this process under `variant`; speed, CPU use and the weights digest."""
-    from fmnist import params, runtime
+    from fmnist import exact_mode, params
     from fmnist.params.all_sections import AllParams
 
     loaded = params.load(AllParams)
     config = loaded.runtime.model_copy(update={"mode": variant.split("-")[0]})
-    runtime.pin(config)
+    exact_mode.pin(config)
     if variant == "exact-nondeterministic":
         del os.environ["TF_DETERMINISTIC_OPS"]
     if variant in ("exact-interop2", "native-interop1"):
         os.environ["TF_NUM_INTEROP_THREADS"] = "2" if variant == "exact-interop2" else "1"
     if variant == "native-avx2":
-        os.environ["ONEDNN_MAX_CPU_ISA"] = runtime.EXACT_ISA
+        os.environ["ONEDNN_MAX_CPU_ISA"] = exact_mode.EXACT_ISA
     import tensorflow as tf
 
     if variant == "exact-nondeterministic":
         tf.config.experimental.enable_op_determinism = lambda: None
     if variant == "exact-interop2":
-        runtime.EXACT_INTER_OP_THREADS = 2
-    runtime.configure_tensorflow(config)
+        exact_mode.EXACT_INTER_OP_THREADS = 2
+    exact_mode.configure_tensorflow(config)
     if variant == "native-interop1":
         tf.config.threading.set_inter_op_parallelism_threads(1)
     if variant == "exact-unfused-bn":

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import child_json, prepared, timed_steps
-from fmnist import params, runtime
+from fmnist import exact_mode, params
 from fmnist.params.all_sections import AllParams
 
 
@@ -67,13 +67,13 @@ def profile(args: argparse.Namespace) -> dict:
     """Speed and op times of `args.steps` training steps, in this process, in `args.mode` (None: params')."""
     loaded = params.load(AllParams)
     runtime_params = loaded.runtime.model_copy(update={"mode": args.mode or loaded.runtime.mode})
-    runtime.pin(runtime_params)
+    exact_mode.pin(runtime_params)
     import tensorflow as tf
 
     from benchmarks.train_speed import matmul_peak_gflops, training_flops_per_image
     from fmnist import training
 
-    runtime.configure_tensorflow(runtime_params)
+    exact_mode.configure_tensorflow(runtime_params)
     overrides = {"model": args.model, "batch_size": args.batch_size}
     config = loaded.train.model_copy(update={key: value for key, value in overrides.items() if value is not None})
     train, _ = prepared()

@@ -20,7 +20,7 @@ import statistics
 import sys
 
 from benchmarks.common import child_json
-from fmnist import cpu, params, runtime
+from fmnist import cpu, exact_mode, params
 from fmnist.params.all_sections import AllParams
 
 # Settings that change what TensorFlow does by default on this machine; exact mode must not care.
@@ -37,10 +37,10 @@ def child(mode: str, images: int, epochs: int) -> None:
     """One training run in this process, as the train stage does it; prints a JSON line."""
     config = params.load(AllParams)
     runtime_params = config.runtime.model_copy(update={"mode": mode})
-    runtime.pin(runtime_params)
+    exact_mode.pin(runtime_params)
     from fmnist import dataset, paths, training
 
-    runtime.configure_tensorflow(runtime_params)
+    exact_mode.configure_tensorflow(runtime_params)
     # 0: all. Validation changes no weight (batch norm's statistics come from training images), so it is cut to as
     # many images: under QEMU, a forward pass over all 12,000 would cost several times training on 600.
     splits = (paths.TRAIN_ARRAYS, paths.VAL_ARRAYS)
@@ -52,7 +52,7 @@ def child(mode: str, images: int, epochs: int) -> None:
         "weights_sha256": training.weights_sha256(model),
         "images_per_second": history["images_per_second"][-1],
         "train_images": len(train[0]),
-        **runtime.facts(runtime_params),
+        **exact_mode.facts(runtime_params),
     }
     print(json.dumps(result))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist.errors import StageError
+from fmnist.stage_runner import StageError
 
 CLASS_NAMES = (
     "T-shirt/top",

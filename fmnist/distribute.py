@@ -10,7 +10,7 @@ import json
 import os
 from collections.abc import Mapping
 
-from fmnist.errors import StageError
+from fmnist.stage_runner import StageError
 
 
 def read_tf_config(environ: Mapping[str, str] = os.environ) -> dict:

@@ -45,21 +45,3 @@ def confusion_matrix_plot(matrix: np.ndarray, class_names: list[str]) -> plt.Fig
         ax.text(col, row, str(count), ha="center", va="center", color="white" if count > threshold else "black")
     ax.set_title("Confusion matrix (test set)")
     return figure
-
-
-def line_panels(panels: dict[str, dict[str, list[tuple[float, float]]]]) -> plt.Figure:
-    """Side-by-side line charts: {panel title: {series label: [(x, y), ...]}}, x being the epoch."""
-    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
-    # One colour per revision (the label's first word); validation curves dashed.
-    revisions = sorted({label.split()[0] for series in panels.values() for label in series})
-    colours = dict(zip(revisions, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-    for ax, (title, series) in zip(axes.flat, panels.items()):
-        for label, points in sorted(series.items()):
-            xs, ys = zip(*sorted(points))
-            style = "--" if "val_" in label else "-"
-            ax.plot(xs, ys, style, marker="o", markersize=3, label=label, color=colours[label.split()[0]])
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    return figure

@@ -9,7 +9,7 @@ import os
 import urllib.error
 import urllib.request
 
-from fmnist.errors import StageError
+from fmnist.stage_runner import StageError
 
 
 def _request(method: str, url: str, token: str, body: dict | None = None) -> object:

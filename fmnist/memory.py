@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from fmnist.errors import StageError
+from fmnist.stage_runner import StageError
 
 GIB = 2**30
 # Peak memory of a training step beyond what the process holds before fit(), per byte of float32 activations (every

@@ -31,7 +31,7 @@ EVAL_LOGS = LOGS / "evaluate"  # evaluate: test images, metrics and the run's hp
 TIMING_LOGS = LOGS / "timing"
 
 # Where stages write their outputs before renaming them into place: one folder per process, out of TensorBoard's and
-# DVC's view (fmnist.files); .dvc/tmp is DVC's own scratch folder, ignored by git.
+# DVC's view (fmnist.atomic_outputs); .dvc/tmp is DVC's own scratch folder, ignored by git.
 STAGING = Path(".dvc/tmp/staging")
 
 REPORTS = Path("reports")

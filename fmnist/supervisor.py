@@ -2,11 +2,11 @@
 
 A process the kernel kills (the out-of-memory killer, `kill -9`, a container's memory limit) gets no chance to say
 why or to put anything back, and DVC only reports `exited with -9`. Its parent does get that chance: it names the
-signal, reads the cgroup's OOM-kill count to tell an out-of-memory kill from another, clears what the child had
-staged (fmnist.files) and, under `dvc repro`, `dvc exp run` and `dvc queue` workers, puts back the outputs DVC had
-deleted (fmnist.previous_outputs). The parent never imports TensorFlow; SIGINT and SIGTERM are passed on to the child,
-whose own handling (fmnist.errors) stops it cleanly. FMNIST_UNSUPERVISED=1 runs the stage in one process, for a
-debugger or profiler; so does a system without fork().
+signal, reads the cgroup's OOM-kill count to tell an out-of-memory kill from another, clears what the child
+had staged (fmnist.atomic_outputs) and, under `dvc repro`, `dvc exp run` and `dvc queue` workers, puts back the
+outputs DVC had deleted (fmnist.previous_outputs). The parent never imports TensorFlow; SIGINT and SIGTERM are
+passed on to the child, whose own handling (fmnist.stage_runner) stops it cleanly. FMNIST_UNSUPERVISED=1 runs the
+stage in one process, for a debugger or profiler; so does a system without fork().
 """
 
 import os
@@ -17,8 +17,8 @@ from pathlib import Path
 import psutil
 
 from fmnist import memory
-from fmnist.errors import STOP_SIGNALS, put_back_under_dvc
-from fmnist.files import clear_staging, staging_root
+from fmnist.atomic_outputs import clear_staging, staging_root
+from fmnist.stage_runner import STOP_SIGNALS, put_back_under_dvc
 
 CHILD = "FMNIST_STAGE_CHILD"  # set in the child's environment: the supervising process's pid
 UNSUPERVISED = "FMNIST_UNSUPERVISED"
@@ -64,7 +64,7 @@ def supervise(stage: str, memory_advice: str) -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # the stage installs its own handlers next
         return
 
-    def forward(signum: int, _frame: object) -> None:  # the child stops itself cleanly (fmnist.errors)
+    def forward(signum: int, _frame: object) -> None:  # the child stops itself cleanly (fmnist.stage_runner)
         try:
             os.kill(pid, signum)
         except ProcessLookupError:  # already gone

@@ -17,11 +17,11 @@ from dvclive.keras import DVCLiveCallback
 from scmrepo.exceptions import SCMError
 
 from fmnist import tensorboard_logs
+from fmnist.batches import StopOnSignal, in_batches, without_autotune
 from fmnist.dataset import CLASS_NAMES
-from fmnist.errors import StageError
-from fmnist.inference import StopOnSignal, in_batches, without_autotune
 from fmnist.model import build_model
 from fmnist.params.train import TrainParams
+from fmnist.stage_runner import StageError
 
 
 class EpochStats(keras.callbacks.Callback):

@@ -19,9 +19,9 @@ from urllib.parse import urljoin, urlsplit
 from tqdm import tqdm
 
 from fmnist import params, paths
-from fmnist.errors import StageError, out_of_space, run_stage
-from fmnist.files import atomic_path
+from fmnist.atomic_outputs import atomic_path
 from fmnist.params.download import DownloadParams
+from fmnist.stage_runner import StageError, out_of_space, run_stage
 
 
 class Params(params.Section):  # what this stage reads: dvc.yaml lists the same

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist import dataset, environment, params, paths, runtime
-from fmnist.errors import StageError, run_stage
+from fmnist import dataset, exact_mode, package_lock, params, paths
+from fmnist.atomic_outputs import staged_outputs
 from fmnist.figures import confusion_matrix_plot, image_grid, png_bytes
-from fmnist.files import staged_outputs
 from fmnist.params.evaluate import EvaluateParams
 from fmnist.params.preprocess import PreprocessParams
 from fmnist.params.runtime import RuntimeParams
 from fmnist.params.train import TrainParams
+from fmnist.stage_runner import StageError, run_stage
 
 
 class Params(params.Section):  # what this stage reads: dvc.yaml lists the same
@@ -94,13 +94,13 @@ def main() -> None:
     if not paths.MODEL.exists():
         raise StageError(f"{paths.MODEL}: not found (run the train stage first)")
     val_accuracy = read_val_accuracy(paths.TRAINING_METRICS)
-    environment.warn_if_unlocked("evaluate")
-    runtime.start_tensorflow(config.runtime)  # takes seconds: only once the inputs are there
-    from fmnist import inference, tensorboard_logs
+    package_lock.warn_if_unlocked("evaluate")
+    exact_mode.start_tensorflow(config.runtime)  # takes seconds: only once the inputs are there
+    from fmnist import prediction, tensorboard_logs
 
-    model = inference.load_model(paths.MODEL)
+    model = prediction.load_model(paths.MODEL)
     averaging = config.evaluate
-    probabilities, single_view = inference.class_probabilities(
+    probabilities, single_view = prediction.class_probabilities(
         model, x_test, averaging.mirror_average, averaging.shift_average
     )
     single_view_accuracy = float(np.mean(single_view.argmax(axis=1) == y_test))
@@ -119,7 +119,7 @@ def main() -> None:
         pngs = {"confusion_matrix": confusion_png, "misclassified": misclassified_grid(x_test, y_test, predicted)}
         tensorboard_logs.write_images(log_dir, pngs)
         tensorboard_logs.write_pr_curves(log_dir, y_test, probabilities)
-        tensorboard_logs.write_projector(log_dir, inference.embeddings(model, x_test), x_test, y_test, predicted)
+        tensorboard_logs.write_projector(log_dir, prediction.embeddings(model, x_test), x_test, y_test, predicted)
         final = {"test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"], "val_accuracy": val_accuracy}
         tensorboard_logs.write_hparams(log_dir, run_hparams(config), final)
         tensorboard_logs.make_reproducible(log_dir)

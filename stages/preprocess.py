@@ -9,10 +9,10 @@ import time
 import numpy as np
 
 from fmnist import dataset, params, paths
-from fmnist.errors import run_stage
+from fmnist.atomic_outputs import staged_outputs
 from fmnist.figures import image_grid, save_png
-from fmnist.files import staged_outputs
 from fmnist.params.preprocess import PreprocessParams
+from fmnist.stage_runner import run_stage
 
 
 class Params(params.Section):  # what this stage reads: dvc.yaml lists the same

@@ -14,11 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from fmnist import cpu, dataset, distribute, environment, memory, params, paths, runtime
-from fmnist.errors import raise_if_stopped, run_stage
-from fmnist.files import staged_outputs
+from fmnist import cpu, dataset, distribute, exact_mode, memory, package_lock, params, paths
+from fmnist.atomic_outputs import staged_outputs
 from fmnist.params.runtime import RuntimeParams
 from fmnist.params.train import TrainParams
+from fmnist.stage_runner import raise_if_stopped, run_stage
 
 
 class Params(params.Section):  # what this stage reads: dvc.yaml lists the same
@@ -33,9 +33,9 @@ def main() -> None:
         distribute.read_tf_config()
     train = dataset.load_arrays(paths.TRAIN_ARRAYS)
     val = dataset.load_arrays(paths.VAL_ARRAYS)
-    unlocked = environment.warn_if_unlocked("train")
+    unlocked = package_lock.warn_if_unlocked("train")
     # TensorFlow takes seconds to load: only once params and data are known good.
-    runtime.start_tensorflow(loaded.runtime, start_runtime=config.distribute != "multi_worker")
+    exact_mode.start_tensorflow(loaded.runtime, start_runtime=config.distribute != "multi_worker")
     from fmnist import tensorboard_logs, training
 
     strategy = distribute.strategy_for(config.distribute)
@@ -69,8 +69,8 @@ def main() -> None:
         live.make_summary()
         fingerprint = {
             "weights_sha256": training.weights_sha256(model),
-            **runtime.facts(loaded.runtime),
-            **environment.facts(unlocked=unlocked),
+            **exact_mode.facts(loaded.runtime),
+            **package_lock.facts(unlocked=unlocked),
         }
         out.file(paths.FINGERPRINT).write_text(json.dumps(fingerprint, indent=2) + "\n")
         tensorboard_logs.make_reproducible(log_dir)

@@ -139,7 +139,7 @@ class FaultProxy:
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
 
         class Server(http.server.ThreadingHTTPServer):
-            def handle_error(self, request, client_address):
+            def handle_error(self, _request, _client_address):
                 pass  # a client that timed out and hung up on a stall is what the test wanted
 
         server = Server(("127.0.0.1", 0), Handler)

@@ -68,7 +68,7 @@ MUTATIONS = [
     Mutation(
         "exact mode without the ISA cap",
         "exact mode: the same bits whatever instruction set the CPU has",
-        "fmnist/runtime.py",
+        "fmnist/exact_mode.py",
         "ONEDNN_MAX_CPU_ISA=EXACT_ISA,",
         "# ONEDNN_MAX_CPU_ISA=EXACT_ISA,",
         ("tests/test_runtime.py::test_exact_mode_gives_one_digest_where_the_defaults_give_several",),
@@ -76,7 +76,7 @@ MUTATIONS = [
     Mutation(
         "exact mode with TensorFlow's rsqrt",
         "exact mode: no approximate instructions (their bits differ by CPU make)",
-        "fmnist/runtime.py",
+        "fmnist/exact_mode.py",
         "tf.nn.batch_normalization = _batch_normalization_without_rsqrt",
         "pass  # tf.nn.batch_normalization = _batch_normalization_without_rsqrt",
         ("tests/test_runtime.py::test_exact_mode_trains_and_predicts_without_approximate_instructions",),
@@ -84,7 +84,7 @@ MUTATIONS = [
     Mutation(
         "exact mode's batch norm unfused",
         "exact mode: batch norm in training runs as oneDNN's fused kernel",
-        "fmnist/runtime.py",
+        "fmnist/exact_mode.py",
         "_fuse_batch_norm_in_training(keras.layers.BatchNormalization)",
         "pass  # _fuse_batch_norm_in_training(keras.layers.BatchNormalization)",
         ("tests/test_runtime.py::test_exact_mode_trains_and_predicts_without_approximate_instructions",),
@@ -92,7 +92,7 @@ MUTATIONS = [
     Mutation(
         "fused batch norm's unbiased moving variance",
         "exact mode's batch norm computes what Keras' does, moving statistics included",
-        "fmnist/runtime.py",
+        "fmnist/exact_mode.py",
         "variance = variance * ((count - 1.0) / count)",
         "variance = variance",
         ("tests/test_runtime.py::test_exact_modes_fused_batch_norm_computes_what_keras_batch_norm_does",),
@@ -108,7 +108,7 @@ MUTATIONS = [
     Mutation(
         "a lost stop signal still publishes",
         "staged outputs: a stopped stage publishes nothing",
-        "fmnist/files.py",
+        "fmnist/atomic_outputs.py",
         "raise_if_stopped()  # a stop signal whose exception TensorFlow swallowed",
         "pass  # a stop signal whose exception TensorFlow swallowed",
         ("tests/test_files.py::test_a_stop_signal_whose_exception_was_lost_still_publishes_nothing",),
@@ -116,7 +116,7 @@ MUTATIONS = [
     Mutation(
         "live folder not restored",
         "a failed run leaves DVCLive's previous folder",
-        "fmnist/files.py",
+        "fmnist/atomic_outputs.py",
         "                os.replace(previous, path)",
         "                pass",
         ("tests/test_files.py::test_a_live_folder_is_written_in_place_and_the_previous_comes_back_on_failure",),
@@ -186,7 +186,7 @@ MUTATIONS = [
     Mutation(
         "evaluate without the shifted views",
         "evaluate averages the 10 views it says",
-        "fmnist/inference.py",
+        "fmnist/prediction.py",
         "moves = ONE_PIXEL_SHIFTS if shift_average else []",
         "moves = []",
         ("tests/test_evaluate.py::test_views_are_the_image_first_then_its_mirror_and_moves",),
@@ -202,7 +202,7 @@ MUTATIONS = [
     Mutation(
         "the lock check blind",
         "a run names each package installed at another version than the lock's",
-        "fmnist/environment.py",
+        "fmnist/package_lock.py",
         "if installed != version:",
         "if False:",
         ("tests/test_lock.py::test_a_version_other_than_the_locked_one_is_named",),

@@ -10,7 +10,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from fmnist import dataset, distribute, training
-from fmnist.errors import StageError
+from fmnist.stage_runner import StageError
 from tests.conftest import copy_project, free_port, project_env, synthetic_split
 
 pytestmark = pytest.mark.slow  # real processes of dvc, git and the stages: run by CI, not everyday

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from fmnist import paths
-from fmnist.errors import StageError
 from fmnist.params.download import DownloadParams
+from fmnist.stage_runner import StageError
 from stages import download
 from tests.conftest import QuietHandler
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from fmnist import inference
-from fmnist.errors import StageError
+from fmnist import prediction
 from fmnist.model import build_model
+from fmnist.stage_runner import StageError
 from stages import evaluate
 
 
@@ -38,18 +38,18 @@ def test_confusion_csv_for_dvc_plots(tmp_path):
 def test_saved_model_loads_back_in_safe_mode(tmp_path):
     model = build_model("seed", dropout=0.25)
     model.save(tmp_path / "m.keras")
-    assert inference.load_model(tmp_path / "m.keras").count_params() == 16010
+    assert prediction.load_model(tmp_path / "m.keras").count_params() == 16010
 
 
 def test_a_file_that_is_not_a_model_is_a_clear_error(tmp_path):
     (tmp_path / "m.keras").write_text("not a model")
     with pytest.raises(StageError, match=r"m\.keras: not a loadable Keras model"):
-        inference.load_model(tmp_path / "m.keras")
+        prediction.load_model(tmp_path / "m.keras")
 
 
 def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(StageError, match=r"m\.keras: not found"):
-        inference.load_model(tmp_path / "m.keras")
+        prediction.load_model(tmp_path / "m.keras")
 
 
 def test_cross_entropy_matches_keras():
@@ -71,15 +71,15 @@ def test_misclassified_grid_with_and_without_mistakes():
 
 def test_mirror_reverses_the_width_only():
     images = np.arange(2 * 2 * 3).reshape(2, 2, 3, 1)
-    np.testing.assert_array_equal(inference.mirror(images)[1, 0, :, 0], [8, 7, 6])
-    np.testing.assert_array_equal(inference.mirror(inference.mirror(images)), images)
+    np.testing.assert_array_equal(prediction.mirror(images)[1, 0, :, 0], [8, 7, 6])
+    np.testing.assert_array_equal(prediction.mirror(prediction.mirror(images)), images)
 
 
 def test_shift_moves_whole_pixels_and_fills_black():
     images = np.arange(1, 10).reshape(1, 3, 3, 1)
-    np.testing.assert_array_equal(inference.shift(images, 1, 0)[0, :, :, 0], [[0, 0, 0], [1, 2, 3], [4, 5, 6]])
-    np.testing.assert_array_equal(inference.shift(images, 0, -1)[0, :, :, 0], [[2, 3, 0], [5, 6, 0], [8, 9, 0]])
-    np.testing.assert_array_equal(inference.shift(images, 0, 0), images)
+    np.testing.assert_array_equal(prediction.shift(images, 1, 0)[0, :, :, 0], [[0, 0, 0], [1, 2, 3], [4, 5, 6]])
+    np.testing.assert_array_equal(prediction.shift(images, 0, -1)[0, :, :, 0], [[2, 3, 0], [5, 6, 0], [8, 9, 0]])
+    np.testing.assert_array_equal(prediction.shift(images, 0, 0), images)
 
 
 @pytest.mark.parametrize(
@@ -87,7 +87,7 @@ def test_shift_moves_whole_pixels_and_fills_black():
 )
 def test_views_are_the_image_first_then_its_mirror_and_moves(mirror_average, shift_average, count):
     images = np.random.default_rng(0).integers(0, 256, size=(4, 5, 5, 1), dtype=np.uint8)
-    seen = inference.views(images, mirror_average, shift_average)
+    seen = prediction.views(images, mirror_average, shift_average)
     assert len(seen) == count
     assert seen[0] is images
     assert len({view.tobytes() for view in seen}) == count  # no view twice
@@ -96,8 +96,8 @@ def test_views_are_the_image_first_then_its_mirror_and_moves(mirror_average, shi
 def test_evaluated_answer_is_the_mean_over_views_and_single_view_is_the_first():
     model = build_model("conv3_bn", dropout=0.0)
     images = np.random.default_rng(1).integers(0, 256, size=(8, 28, 28, 1), dtype=np.uint8)
-    averaged, single = inference.class_probabilities(model, images, True, True)
-    each = [model.predict(view, verbose=0) for view in inference.views(images, True, True)]
+    averaged, single = prediction.class_probabilities(model, images, True, True)
+    each = [model.predict(view, verbose=0) for view in prediction.views(images, True, True)]
     np.testing.assert_allclose(single, each[0], rtol=1e-6)
     np.testing.assert_allclose(averaged, np.mean(each, axis=0), rtol=1e-5)
     np.testing.assert_allclose(averaged.sum(axis=1), 1, rtol=1e-5)

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fmnist import errors, paths
-from fmnist.errors import Interrupted, StageError
-from fmnist.files import (
+from fmnist import paths, stage_runner
+from fmnist.atomic_outputs import (
     PREVIOUS_TARGET,
     atomic_dir,
     atomic_path,
@@ -18,6 +17,7 @@ from fmnist.files import (
     staged_outputs,
     write_text,
 )
+from fmnist.stage_runner import Interrupted, StageError
 
 
 def test_atomic_path_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -97,8 +97,8 @@ def test_a_stop_signal_during_publishing_waits_until_every_output_is_in_place(tm
         rename(src, dst)
         os.kill(os.getpid(), signal.SIGTERM)  # arrives between the first and the second output's rename
 
-    monkeypatch.setattr(errors, "_received", [])
-    previous = signal.signal(signal.SIGTERM, errors._on_stop_signal)  # as run_stage installs it
+    monkeypatch.setattr(stage_runner, "_received", [])
+    previous = signal.signal(signal.SIGTERM, stage_runner._on_stop_signal)  # as run_stage installs it
     monkeypatch.setattr(os, "replace", rename_then_get_sigterm)
     try:
         with pytest.raises(Interrupted) as stop, staged_outputs() as out:
@@ -112,8 +112,8 @@ def test_a_stop_signal_during_publishing_waits_until_every_output_is_in_place(tm
 
 def test_a_stop_signal_while_writing_publishes_nothing(tmp_path, monkeypatch):
     (tmp_path / "a").write_text("old")
-    monkeypatch.setattr(errors, "_received", [])
-    previous = signal.signal(signal.SIGTERM, errors._on_stop_signal)
+    monkeypatch.setattr(stage_runner, "_received", [])
+    previous = signal.signal(signal.SIGTERM, stage_runner._on_stop_signal)
     try:
         with pytest.raises(Interrupted), staged_outputs() as out:
             out.file(tmp_path / "a").write_text("new")
@@ -125,8 +125,8 @@ def test_a_stop_signal_while_writing_publishes_nothing(tmp_path, monkeypatch):
 
 
 def test_a_stop_signal_whose_exception_was_lost_still_publishes_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(errors, "_received", [])
-    previous = signal.signal(signal.SIGTERM, errors._on_stop_signal)
+    monkeypatch.setattr(stage_runner, "_received", [])
+    previous = signal.signal(signal.SIGTERM, stage_runner._on_stop_signal)
     try:
         with pytest.raises(Interrupted), staged_outputs() as out:
             out.file(tmp_path / "a").write_text("new")

@@ -13,7 +13,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from fmnist import environment
+from fmnist import package_lock
 
 REPO = Path(__file__).resolve().parent.parent
 LOCKS = {"requirements.txt": "requirements.in", "requirements-dev.txt": "requirements-dev.in"}
@@ -99,16 +99,16 @@ def test_the_check_fails_when_spec_and_lock_disagree(tmp_path, edit):
 
 def test_this_environment_is_exactly_the_dev_lock():
     """CI makes a fresh venv from requirements-dev.txt: what pip installed must be exactly the lock, no more."""
-    locked = environment.locked_versions((REPO / "requirements-dev.txt").read_text())
-    assert environment.differences(locked) == []
+    locked = package_lock.locked_versions((REPO / "requirements-dev.txt").read_text())
+    assert package_lock.differences(locked) == []
     installed = {canonicalize_name(dist.metadata["Name"]) for dist in importlib.metadata.distributions()}
     assert installed - set(locked) - {"pip"} == set()
 
 
 def test_a_version_other_than_the_locked_one_is_named():
-    locked = environment.locked_versions((REPO / "requirements.txt").read_text())
-    assert environment.differences(locked) == []
-    assert environment.differences(locked | {"keras": "0.0.1"}) == [
+    locked = package_lock.locked_versions((REPO / "requirements.txt").read_text())
+    assert package_lock.differences(locked) == []
+    assert package_lock.differences(locked | {"keras": "0.0.1"}) == [
         f"keras {importlib.metadata.version('keras')} (locked 0.0.1)"
     ]
-    assert environment.differences({"no-such-package": "1.0"}) == ["no-such-package not installed (locked 1.0)"]
+    assert package_lock.differences({"no-such-package": "1.0"}) == ["no-such-package not installed (locked 1.0)"]

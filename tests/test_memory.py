@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from fmnist import memory, supervisor
-from fmnist.errors import StageError
+from fmnist.stage_runner import StageError
 
 GIB = memory.GIB
 

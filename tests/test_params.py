@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from fmnist import params
-from fmnist.errors import StageError
 from fmnist.params.all_sections import AllParams
 from fmnist.params.train import Architecture
+from fmnist.stage_runner import StageError
 from tests.conftest import REPO, copy_project, project_env
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fmnist import dataset
-from fmnist.errors import StageError
+from fmnist.stage_runner import StageError
 from stages import preprocess
 from tests.conftest import idx_bytes, synthetic_split, write_idx
 

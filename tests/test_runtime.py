@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fmnist import cpu, runtime
+from fmnist import cpu, exact_mode
 from fmnist.params.runtime import RuntimeParams
 from tests.conftest import REPO
 
@@ -56,7 +56,7 @@ ARROW_LAKE = ALDER_LAKE | {"avx_vnni_int8", "avx_ne_convert"}  # CPUID has them;
     ],
 )
 def test_onednn_isa_is_the_highest_level_the_cpu_has_under_the_cap(flags, cap, expected):
-    assert runtime.onednn_isa(flags, cap) == expected
+    assert exact_mode.onednn_isa(flags, cap) == expected
 
 
 # How oneDNN names each level in its verbose output (`onednn_verbose,info,cpu,isa:...`): every name of
@@ -111,18 +111,18 @@ def child(code: str, env: dict[str, str] | None = None, prefix: list[str] | None
 def test_the_recorded_isa_is_the_one_onednn_reports_and_exact_mode_pins_it():
     probe = """
 import json, sys
-from fmnist import cpu, runtime
+from fmnist import cpu, exact_mode
 from fmnist.params.runtime import RuntimeParams
 config = RuntimeParams(mode=sys.argv[1] if len(sys.argv) > 1 else "{mode}", threads=2)
-runtime.pin(config)
+exact_mode.pin(config)
 import tensorflow as tf
-runtime.configure_tensorflow(config)
+exact_mode.configure_tensorflow(config)
 tf.nn.conv2d(tf.ones((1, 8, 8, 1)), tf.ones((3, 3, 1, 2)), 1, "SAME").numpy()
-print(json.dumps(runtime.facts(config)))
+print(json.dumps(exact_mode.facts(config)))
 """
     # Every level this CPU has, as a cap (exact mode pins its own: AVX2), and no cap.
     flags = cpu.flags()
-    caps = [None, *(level for level, (_, needs) in runtime.ONEDNN_LEVELS.items() if needs <= flags)]
+    caps = [None, *(level for level, (_, needs) in exact_mode.ONEDNN_LEVELS.items() if needs <= flags)]
     for mode, mode_caps in (("native", caps), ("exact", [None, "AVX512_CORE"])):
         for cap in mode_caps:
             output = child(probe.format(mode=mode), {"ONEDNN_VERBOSE": "1", "ONEDNN_MAX_CPU_ISA": cap or ""})
@@ -139,15 +139,15 @@ print(json.dumps(runtime.facts(config)))
 # A child process as the train stage starts one: pins, TensorFlow, then the default model's training params.
 SETUP = """
 import json
-from fmnist import cpu, runtime
+from fmnist import cpu, exact_mode
 from fmnist.params.runtime import RuntimeParams
 from fmnist.params.train import TrainParams
 config = RuntimeParams(mode="{mode}", threads=2)
-runtime.pin(config)
+exact_mode.pin(config)
 import tensorflow as tf
 from fmnist import training
 from tests.conftest import synthetic_split
-runtime.configure_tensorflow(config)
+exact_mode.configure_tensorflow(config)
 train_params = TrainParams(model="conv2_bn", epochs=1, batch_size=64, optimizer="adam", learning_rate=0.002,
     lr_schedule="cosine", weight_decay=0.0, dropout=0.15, label_smoothing=0.0, augment="flip", max_shift=0,
     random_erasing=0.0, batch_norm_images=0, seed=42, histogram_freq=0, distribute="auto")
@@ -192,16 +192,16 @@ def test_exact_mode_refuses_to_pin_too_late_and_native_mode_changes_nothing():
     import tensorflow  # noqa: F401  (as in any process that has loaded it)
 
     with pytest.raises(RuntimeError, match="before TensorFlow is imported"):
-        runtime.pin(RuntimeParams(mode="exact", threads=3), {})
+        exact_mode.pin(RuntimeParams(mode="exact", threads=3), {})
     environ: dict[str, str] = {}
-    runtime.pin(RuntimeParams(mode="native", threads=3), environ)
+    exact_mode.pin(RuntimeParams(mode="native", threads=3), environ)
     assert environ == {}
 
 
 def test_pins_in_the_environment(monkeypatch):
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
     environ: dict[str, str] = {}
-    runtime.pin(RuntimeParams(mode="exact", threads=3), environ)
+    exact_mode.pin(RuntimeParams(mode="exact", threads=3), environ)
     assert environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     assert environ["TF_NUM_INTRAOP_THREADS"] == "3" and environ["TF_NUM_INTEROP_THREADS"] == "1"
     assert environ["TF_DETERMINISTIC_OPS"] == "1" and environ["CUDA_VISIBLE_DEVICES"] == ""
@@ -252,9 +252,9 @@ def test_exact_mode_trains_and_predicts_without_approximate_instructions():
 
 def test_exact_mode_warns_on_a_cpu_it_cannot_promise_and_still_runs(monkeypatch, capsys):
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)  # as in a stage, before TensorFlow loads
-    monkeypatch.setattr(runtime.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(exact_mode.platform, "machine", lambda: "aarch64")
     environ: dict[str, str] = {}
-    runtime.pin(RuntimeParams(mode="exact", threads=2), environ)
+    exact_mode.pin(RuntimeParams(mode="exact", threads=2), environ)
     warning = capsys.readouterr().err
     assert warning.startswith(
         "warning: runtime.mode = 'exact' gives the same bits on x86-64 CPUs with AVX2; this aarch64"
@@ -265,13 +265,13 @@ def test_exact_mode_warns_on_a_cpu_it_cannot_promise_and_still_runs(monkeypatch,
 FUSED_AGAINST_KERAS = """
 import json
 import numpy as np
-from fmnist import runtime
+from fmnist import exact_mode
 from fmnist.params.runtime import RuntimeParams
 config = RuntimeParams(mode="exact", threads=2)
-runtime.pin(config)
+exact_mode.pin(config)
 import keras, tensorflow as tf
-runtime.configure_tensorflow(config)
-runtime.configure_tensorflow(config)  # twice in one process: still one wrapper
+exact_mode.configure_tensorflow(config)
+exact_mode.configure_tensorflow(config)  # twice in one process: still one wrapper
 fused_call = keras.layers.BatchNormalization.call
 images = tf.constant(np.random.default_rng(3).normal(2.0, 3.0, (6, 5, 5, 16)), tf.float32)
 upstream = tf.constant(np.random.default_rng(4).normal(0.0, 1.0, (6, 5, 5, 16)), tf.float32)  # d loss / d outputs

@@ -84,7 +84,7 @@ def test_the_check_fails_on_a_planted_difference(tmp_path, planted):
     pipeline = yaml.safe_load((root / "dvc.yaml").read_text())
     deps = pipeline["stages"]["evaluate"]["deps"]
     if planted == "missing":
-        deps.remove("fmnist/inference.py")
+        deps.remove("fmnist/prediction.py")
     elif planted == "extra":
         deps.append("fmnist/training.py")
     else:  # evaluate's code starts running training code, inside a function, as it once did unnoticed
@@ -93,7 +93,7 @@ def test_the_check_fails_on_a_planted_difference(tmp_path, planted):
     (root / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     problems = deps_problems(root)
     assert len(problems) == 1 and problems[0].startswith("evaluate:")
-    assert "fmnist/inference.py" in problems[0] if planted == "missing" else "fmnist/training.py" in problems[0]
+    assert "fmnist/prediction.py" in problems[0] if planted == "missing" else "fmnist/training.py" in problems[0]
 
 
 def test_a_schema_edit_reaches_only_the_stages_that_read_its_section():

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from fmnist.errors import StageError
+from fmnist.stage_runner import StageError
 from tests.conftest import checked, project_env, pushed_baseline
 from tools import sweep
 

@@ -14,9 +14,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.util import tensor_util
 
 from fmnist import paths, training
-from fmnist.errors import StageError
 from fmnist.model import build_model
 from fmnist.params.train import TrainParams
+from fmnist.stage_runner import StageError
 from tests.conftest import REPO, copy_tiny_run, project_env, synthetic_split
 
 
@@ -201,7 +201,7 @@ def test_each_validation_uses_the_batch_norm_statistics_of_the_weights_it_valida
 
 
 def test_training_and_prediction_data_run_without_tf_data_autotuning(data):
-    # Its thread made deleting each epoch's iterator stall the process for 10-20 s (training.without_autotune).
+    # Its thread made deleting each epoch's iterator stall the process for 10-20 s (batches.without_autotune).
     (x, y), _ = data
     train_batches = training.batches(tiny_config(augment="flip", max_shift=2), x, y)
     ordered = training.in_batches(x, 64)

@@ -15,8 +15,8 @@ import subprocess
 from pathlib import Path
 
 from fmnist import paths
-from fmnist.errors import StageError, run_stage
-from tools.review import dvc
+from fmnist.commands import dvc
+from fmnist.stage_runner import StageError, run_stage
 
 WORKSPACE = "workspace"
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fmnist import dataset, params, paths, runtime
-from fmnist.errors import StageError, run_stage
+from fmnist import dataset, exact_mode, params, paths
 from fmnist.params.evaluate import EvaluateParams
 from fmnist.params.runtime import RuntimeParams
+from fmnist.stage_runner import StageError, run_stage
 
 
 class Params(params.Section):  # the views evaluate averages over, computed as evaluate computes them
@@ -98,13 +98,13 @@ def main() -> None:
             print(f"error: {error}", file=sys.stderr)
             result["error"] = str(error)
     if readable:
-        runtime.start_tensorflow(config.runtime)  # takes seconds: only once there is something to classify
-        from fmnist import inference
+        exact_mode.start_tensorflow(config.runtime)  # takes seconds: only once there is something to classify
+        from fmnist import prediction
 
-        model = inference.load_model(args.model)
+        model = prediction.load_model(args.model)
         batch = np.stack([image for _, image in readable])
         averaging = config.evaluate
-        probabilities, _ = inference.class_probabilities(
+        probabilities, _ = prediction.class_probabilities(
             model, batch, averaging.mirror_average, averaging.shift_average
         )
         for (result, _), answer in zip(readable, probabilities):

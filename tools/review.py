@@ -28,10 +28,11 @@ from pathlib import Path
 
 import yaml
 
-from fmnist import cpu, environment, github, params, paths
-from fmnist.errors import StageError, run_stage
-from fmnist.files import write_text
+from fmnist import cpu, github, package_lock, params, paths
+from fmnist.atomic_outputs import write_text
+from fmnist.commands import dvc, run
 from fmnist.params.review import DEFAULT_MAX_ACCURACY_DROP, ReviewParams
+from fmnist.stage_runner import StageError, run_stage
 
 MARKER = "<!-- fashion-mnist-review -->"  # lets the workflow find and update its own comment
 HEADLINE = "accuracy"
@@ -52,19 +53,6 @@ LINE_COLOURS = {
     "head train": ("#fdae6b", "light orange"),
     "head validation": ("#d62728", "red"),
 }
-
-
-def run(command: list[str], cwd: Path | None = None) -> str:
-    """Run git or dvc, return stdout; a failure is one clear error line."""
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
-    if result.returncode != 0:
-        last_line = (result.stderr.strip().splitlines() or ["no message"])[-1]
-        raise StageError(f"{' '.join(command)} failed: {last_line}")
-    return result.stdout
-
-
-def dvc(*args: str, cwd: Path | None = None) -> str:
-    return run(["dvc", *args], cwd)
 
 
 def flatten(values: dict, prefix: str = "") -> dict[str, object]:
@@ -434,7 +422,7 @@ def check_head(head: str, reproduce: bool) -> tuple[dict[str, list[str]], Result
             stale = stale_stages(status, pipeline_outputs(checkout / paths.PIPELINE))
             if not reproduce or stale:
                 return stale, None, None
-            unlocked = environment.lock_differences(checkout / paths.LOCK)
+            unlocked = package_lock.lock_differences(checkout / paths.LOCK)
             if unlocked:  # the promise covers the locked packages: a re-run elsewhere proves nothing
                 return stale, None, f"this environment is not {head}'s {paths.LOCK}: {', '.join(unlocked)}"
             print(f"reproducing {head} in a fresh checkout: dvc repro", flush=True)

@@ -40,7 +40,7 @@ from pathlib import Path
 import yaml
 
 from fmnist import params, paths
-from fmnist.errors import StageError, run_stage
+from fmnist.stage_runner import StageError, run_stage
 
 EXPERIMENT_REFS = "refs/exps"  # DVC's namespace: refs/exps/<baseline[:2]>/<baseline[2:]>/<name>
 # What `dvc fetch` logs, as a warning only, for objects the remote lacks (dvc/repo/fetch.py; a test checks it).

@@ -22,7 +22,7 @@ from dvc.utils.serialize import YAMLFileCorruptedError, parse_yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fmnist import paths
-from fmnist.errors import StageError
+from fmnist.stage_runner import StageError
 
 # Every section params.yaml may have. Each has its own schema module beside this one (fmnist/params/<section>.py),
 # so editing one section's schema re-runs only the stages that read that section.

@@ -1,4 +1,4 @@
-"""params.yaml `runtime`: how train and evaluate run TensorFlow (fmnist.runtime)."""
+"""params.yaml `runtime`: how train and evaluate run TensorFlow (fmnist.exact_mode)."""
 
 from typing import Literal
 

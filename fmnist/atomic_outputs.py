@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 
 from fmnist import paths
-from fmnist.errors import StageError, out_of_space, raise_if_stopped, signals_deferred
+from fmnist.stage_runner import StageError, out_of_space, raise_if_stopped, signals_deferred
 
 PREVIOUS_TARGET = ".target"  # beside a live folder set aside in a staging folder: the path it comes back to
 

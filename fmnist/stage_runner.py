@@ -1,7 +1,7 @@
 """How a stage fails: one clear line on stderr and a non-zero exit, never a traceback for bad input.
 
 `run_stage` also turns SIGINT (Ctrl-C) and SIGTERM into a clean stop: `Interrupted` is raised in the
-main thread, the stage's staged outputs are discarded (fmnist.files), and the stage exits with
+main thread, the stage's staged outputs are discarded (fmnist.atomic_outputs), and the stage exits with
 128 + the signal number, as a shell reports a process killed by that signal.
 
 Stages that run TensorFlow only record the signal and stop at their next check (each Keras step,

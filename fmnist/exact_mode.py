@@ -65,7 +65,7 @@ def pin(config: RuntimeParams, environ: dict[str, str] = os.environ) -> None:
     if config.mode != "exact":
         return
     if "tensorflow" in sys.modules:
-        raise RuntimeError("runtime.pin() in exact mode must run before TensorFlow is imported")
+        raise RuntimeError("exact_mode.pin() in exact mode must run before TensorFlow is imported")
     flags = cpu.flags()
     if platform.machine() not in ("x86_64", "AMD64") or not {"avx2", "fma"} <= flags:
         print(
