@@ -3,32 +3,48 @@ data. Playwright drives Debian's `chromium` (no browser download); its locators 
 
 Used by tests/test_tensorboard.py, and takes the README's screenshots from a real run's logs:
 
-    python -m tools.screenshots logs --screenshots docs
+    python -m tools.screenshots logs --screenshots docs/images
+
+With --screenshots it also writes screenshots.json beside them: the runs TensorBoard served, each run's epochs and
+last validation accuracy, and each PNG's SHA-256, so that tests/test_docs.py can check the pictures are of the
+committed run. Playwright comes with requirements-dev.txt only.
 """
+
+from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
+import json
 import re
 import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from playwright.sync_api import FrameLocator, Page, expect, sync_playwright
 
 from fmnist import params
 from fmnist.params.all_sections import AllParams
+from fmnist.stage_runner import StageError, run_stage
+
+try:
+    from playwright.sync_api import FrameLocator, Page, expect, sync_playwright
+except ImportError:  # only requirements-dev.txt installs it; --help still answers
+    sync_playwright = None
 
 CHROMIUM = shutil.which("chromium")
 VIEWPORT = {"width": 1600, "height": 1000}
 TIMEOUT_MS = 20_000  # per check: dashboards load their data after the page
-expect.set_options(timeout=TIMEOUT_MS)  # `expect` has its own default, 5 s: too short on a loaded 2-core machine
+if sync_playwright is not None:
+    expect.set_options(timeout=TIMEOUT_MS)  # `expect` has its own default, 5 s: too short on a loaded 2-core machine
 
 
 @contextlib.contextmanager
@@ -226,16 +242,48 @@ def check_dashboards(url: str, screenshots: Path | None = None) -> dict[str, str
     return seen
 
 
+def served_runs(url: str) -> dict[str, dict[str, object]]:
+    """Each run TensorBoard serves, with its epochs (steps of `epoch_accuracy`) and last validation accuracy."""
+
+    def get(path: str) -> object:
+        with urllib.request.urlopen(url + path, timeout=30) as response:
+            return json.load(response)
+
+    runs = {}
+    for run in sorted(get("/data/runs")):
+        try:
+            points = get(f"/data/plugin/scalars/scalars?run={urllib.parse.quote(run)}&tag=epoch_accuracy")
+        except urllib.error.HTTPError:  # a run without that tag (evaluate, timing)
+            points = []
+        runs[run] = {"epochs": len(points), "last_epoch_accuracy": round(points[-1][2], 4) if points else None}
+    return runs
+
+
+def write_manifest(url: str, screenshots: Path) -> Path:
+    shots = sorted(screenshots.glob("tensorboard-*.png"))
+    manifest = {
+        "runs": served_runs(url),
+        "sha256": {shot.name: hashlib.sha256(shot.read_bytes()).hexdigest() for shot in shots},
+    }
+    path = screenshots / "screenshots.json"
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("logdir", type=Path)
-    parser.add_argument("--screenshots", type=Path, help="folder for one PNG per dashboard")
+    parser.add_argument("--screenshots", type=Path, help="folder for one PNG per dashboard, and screenshots.json")
     parser.add_argument("--port", type=int, default=6016)
     args = parser.parse_args()
+    if sync_playwright is None:
+        raise StageError("tools.screenshots needs Playwright: pip install --require-hashes -r requirements-dev.txt")
     with serving(args.logdir, args.port) as url:
         for name, seen in check_dashboards(url, args.screenshots).items():
             print(f"{name}: {seen}")
+        if args.screenshots is not None:
+            print(f"wrote {write_manifest(url, args.screenshots)}")
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)
