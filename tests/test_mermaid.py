@@ -100,3 +100,12 @@ def test_the_reviews_charts_render_with_every_line(tmp_path):
 def test_a_broken_chart_is_reported_so_the_render_check_can_fail(tmp_path):
     results = render(["xychart-beta\n  line [0.1, oops]"], tmp_path)
     assert "error" in results[0]
+
+
+def test_the_readmes_pipeline_diagram_renders(tmp_path):
+    """The README's `dvc dag --mermaid` block, as GitHub hands it to Mermaid: it parses and draws every stage."""
+    charts = re.findall(r"```mermaid\n(.*?)```", (REPO / "README.md").read_text(), flags=re.DOTALL)
+    assert len(charts) == 1
+    results = render(charts, tmp_path)
+    assert results[0].get("error") is None, results[0]
+    assert results[0]["svg"] > 1000
