@@ -6,8 +6,10 @@ Works in a scratch copy of the working tree (the repository's own files are neve
 targeted test unmutated (they must pass, or a 'caught' means nothing), then, for each mutation, replaces exactly one
 line, runs its tests and puts the line back. Prints a Markdown table: caught (a targeted test failed), MISSED (all
 passed), SKIPPED (this machine cannot run them) or ERROR (they could not run), with seconds. Exits 1 unless every
-mutation is caught. docs/development.md
-has the table of the last run.
+mutation is caught. docs/development.md has the table of the last run.
+
+A smoke list, picked by hand: `python -m tools.mutation` (mutmut) generates mutants nobody picked and scores every
+module (docs/mutation.md).
 """
 
 import argparse

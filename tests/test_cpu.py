@@ -57,3 +57,46 @@ def test_usable_cores_follow_the_affinity_and_fall_back_to_every_core_where_ther
         assert cpu.usable_cores() == len(os.sched_getaffinity(0))
     monkeypatch.delattr(psutil.Process, "cpu_affinity", raising=False)  # as on macOS
     assert cpu.usable_cores() == os.cpu_count()
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # Python's answer where it cannot tell
+    assert cpu.usable_cores() == 1
+
+
+CPUINFO = """processor\t: 0
+model name\t: QEMU Virtual CPU version 2.5+: AMD EPYC 9R14
+flags\t\t: fpu sse4_1 avx2
+
+processor\t: 1
+model name\t: Another CPU
+flags\t\t: fpu
+"""
+
+
+def test_the_cpu_is_named_from_the_first_processor_and_where_linux_has_no_name(tmp_path, monkeypatch):
+    """The CPU name the timing logs and the review print: /proc/cpuinfo's first processor, else ARM's `Model`, else
+    what Python knows."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(CPUINFO)
+    monkeypatch.setattr(cpu, "Path", lambda _: cpuinfo)
+    name = "QEMU Virtual CPU version 2.5+: AMD EPYC 9R14"  # a value may hold a colon
+    assert cpu._cpuinfo() == {"processor": "0", "model name": name, "flags": "fpu sse4_1 avx2"}
+    assert cpu.model() == name
+
+    cpuinfo.write_text("processor\t: 0\nModel\t\t: Raspberry Pi 5 Model B Rev 1.0\n")  # aarch64 Linux
+    assert cpu.model() == "Raspberry Pi 5 Model B Rev 1.0"
+
+    monkeypatch.setattr(cpu, "Path", lambda _: tmp_path / "missing")  # macOS, Windows: no /proc
+    assert cpu._cpuinfo() == {}
+    monkeypatch.setattr(platform, "processor", lambda: "arm")
+    assert cpu.model() == "arm"
+    monkeypatch.setattr(platform, "processor", lambda: "")
+    monkeypatch.setattr(platform, "machine", lambda: "arm64")
+    assert cpu.model() == "arm64"
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="CPUID is an x86 instruction")
+def test_cpuid_runs_here_rather_than_falling_back_to_proc_cpuinfo():
+    """The flags come from the instruction itself: /proc/cpuinfo lacks two that oneDNN's AVX2_VNNI_2 needs."""
+    registers, xcr0 = cpu.read_cpuid()
+    assert {(1, 0), (7, 0)} <= set(registers)  # features and extended features: every CPU with AVX2 has both
+    assert registers[(1, 0)][2] & 1 << 27 and xcr0 & 0b110 == 0b110  # OSXSAVE; the OS saves SSE and AVX state
+    assert cpu.flags() == frozenset(cpu.flags_from_cpuid(registers, xcr0))

@@ -4,7 +4,9 @@ Each lock pins every package with hashes (pip installs it in hash-checking mode)
 made it, which the spec documents. A package in one and not the other, or a pin edited by hand, fails here.
 """
 
+import hashlib
 import importlib.metadata
+import platform
 import re
 import shutil
 from pathlib import Path
@@ -112,3 +114,39 @@ def test_a_version_other_than_the_locked_one_is_named():
         f"keras {importlib.metadata.version('keras')} (locked 0.0.1)"
     ]
     assert package_lock.differences({"no-such-package": "1.0"}) == ["no-such-package not installed (locked 1.0)"]
+
+
+def test_a_run_outside_the_lock_says_so_in_one_line_and_the_fingerprint_records_it(tmp_path, capsys):
+    """What a user sees when their environment drifts from requirements.txt, and what the fingerprint keeps."""
+    lock = tmp_path / "requirements.txt"
+    lock.write_text((REPO / "requirements.txt").read_text())
+    assert package_lock.warn_if_unlocked("train", lock) == []
+    assert capsys.readouterr().err == ""
+    assert package_lock.facts(lock)["unlocked"] == "none"
+
+    keras = importlib.metadata.version("keras")
+    drifted = {"keras": "0.0.1", "numpy": "0.0.2", "protobuf": "0.0.3", "absl-py": "0.0.4"}
+    text = lock.read_text()
+    for name, version in drifted.items():
+        text = re.sub(rf"^{name}==\S+", f"{name}=={version}", text, flags=re.MULTILINE)
+    lock.write_text(text)
+    found = package_lock.warn_if_unlocked("evaluate", lock)
+    assert len(found) == 4 and f"keras {keras} (locked 0.0.1)" in found
+    line = capsys.readouterr().err
+    assert line.count("\n") == 1 and line.startswith(f"warning: evaluate: installed packages differ from {lock}: ")
+    assert ", ".join(found[:3]) + " and 1 more; results may differ from a locked run's" in line
+    lock.write_text(re.sub(r"^absl-py==\S+", "absl-py==" + importlib.metadata.version("absl-py"), text, flags=re.M))
+    three = package_lock.warn_if_unlocked("evaluate", lock)
+    assert len(three) == 3 and f"{', '.join(three)}; results may differ" in capsys.readouterr().err  # no "0 more"
+    lock.write_text(text)
+
+    facts = package_lock.facts(lock)
+    assert facts["python"] == platform.python_version()
+    assert facts["unlocked"] == "; ".join(found)
+    assert facts["lock_sha256"] == hashlib.sha256(lock.read_bytes()).hexdigest()
+    assert facts["packages"] == {name: importlib.metadata.version(name) for name in package_lock.DECIDING}
+    assert package_lock.facts(lock, unlocked=[])["unlocked"] == "none"
+    assert package_lock.facts(tmp_path / "missing.txt")["lock_sha256"] is None
+    assert package_lock.warn_if_unlocked("train", tmp_path / "missing.txt") == [
+        f"{tmp_path / 'missing.txt'}: cannot read (No such file or directory)"
+    ]

@@ -22,14 +22,17 @@ WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 BIN = Path(sys.executable).parent
 
 
-def test_there_is_a_ci_workflow_a_pull_request_workflow_and_a_sweep_workflow():
-    assert [w.name for w in WORKFLOWS] == ["ci.yml", "review.yml", "sweep.yml"]
-    ci = WORKFLOWS[0].read_text()
+def test_there_is_a_ci_workflow_a_pull_request_workflow_a_sweep_workflow_and_a_mutation_workflow():
+    by_name = {w.name: w.read_text() for w in WORKFLOWS}
+    assert sorted(by_name) == ["ci.yml", "mutation.yml", "review.yml", "sweep.yml"]
+    ci = by_name["ci.yml"]
     assert "push:" in ci and "pull_request:" in ci and "bash .ci/run" in ci and "cache: pip" in ci
-    text = WORKFLOWS[1].read_text()
+    text = by_name["review.yml"]
     assert "pull_request:" in text and "python -m tools.review" in text
     assert "--reproduce" in text and "--comment" in text
-    sweep = WORKFLOWS[2].read_text()
+    mutation = by_name["mutation.yml"]
+    assert "schedule:" in mutation and "python -m tools.mutation --changed" in mutation
+    sweep = by_name["sweep.yml"]
     assert "workflow_dispatch:" in sweep and "max-parallel: ${{ fromJSON(inputs.max-parallel) }}" in sweep
     for command in ("tools.sweep plan", "tools.sweep run", "tools.sweep show"):
         assert command in sweep
