@@ -100,3 +100,10 @@ def test_cpuid_runs_here_rather_than_falling_back_to_proc_cpuinfo():
     assert {(1, 0), (7, 0)} <= set(registers)  # features and extended features: every CPU with AVX2 has both
     assert registers[(1, 0)][2] & 1 << 27 and xcr0 & 0b110 == 0b110  # OSXSAVE; the OS saves SSE and AVX state
     assert cpu.flags() == frozenset(cpu.flags_from_cpuid(registers, xcr0))
+
+
+def test_a_cpu_without_the_extended_leaves_reads_them_as_zeros():
+    """A CPU whose highest CPUID leaf is below 7 (older than AVX2) gives no answer for leaves 7.0 and 7.1: none of
+    their flags, and no error."""
+    assert cpu.flags_from_cpuid({(1, 0): LEAF_1}, 0x6) == {"sse4_1", "fma", "avx"}
+    assert cpu.flags_from_cpuid({}, 0x6) == set()
