@@ -145,8 +145,7 @@ def committed_run() -> dict[str, object]:
     }
 
 
-def committed_run_table() -> str:
-    run = committed_run()
+def committed_run_table(run: dict[str, object]) -> str:
     lines = [
         "| CPU (2 cores, exact mode) | commit | date | stages run | `dvc repro` | train | peak memory |",
         "| --- | --- | --- | --- | ---: | ---: | ---: |",
@@ -165,8 +164,8 @@ def committed_run_table() -> str:
     return summary + "\n\n" + "\n".join(lines)
 
 
-def classes_line() -> str:
-    per_class = sorted(committed_run()["per_class"].items(), key=lambda item: item[1])
+def classes_line(run: dict[str, object]) -> str:
+    per_class = sorted(run["per_class"].items(), key=lambda item: item[1])
     hardest = ", ".join(f"{name} {accuracy:.3f}" for name, accuracy in per_class[:3])
     name, accuracy = per_class[-1]
     return f"By class (`per_class_accuracy`), the hardest are {hardest}; the easiest is {name}, {accuracy:.3f}."
@@ -212,10 +211,11 @@ def package_counts() -> str:
 
 
 def blocks() -> dict[str, str]:
+    run = committed_run()  # read once for both blocks
     return {
         "pipeline": pipeline_diagram(),
-        "committed-run": committed_run_table(),
-        "classes": classes_line(),
+        "committed-run": committed_run_table(run),
+        "classes": classes_line(run),
         "recipes": recipes_table(recipes()),
         "rerun": rerun_table(),
         "packages": package_counts(),
@@ -233,7 +233,7 @@ def out_of_date() -> list[str]:
     """What differs between the committed chart and pages and what this tool makes of the committed files."""
     stale = []
     rows = recipes()
-    if (ROOT / CHART).exists() is False or (ROOT / CHART).read_bytes() != chart_svg(rows):
+    if not (ROOT / CHART).exists() or (ROOT / CHART).read_bytes() != chart_svg(rows):
         stale.append(str(CHART))
     generated = blocks()
     for page in PAGES:
