@@ -44,6 +44,38 @@ def test_atomic_dir_swaps_the_whole_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_published_outputs_get_the_permissions_the_umask_gives_a_new_file(tmp_path, umask):
+    """Temporaries are created owner-only; a published output is readable as any file the user writes would be
+    (a teammate's `dvc pull`, a web server serving the logs)."""
+    previous = os.umask(umask)
+    try:
+        write_text(tmp_path / "metrics.json", "{}")
+        with atomic_dir(tmp_path / "logs") as tmp:
+            (tmp / "events").write_text("x")
+        with atomic_dir(tmp_path / "logs") as tmp:  # the swap over an existing folder too
+            (tmp / "events").write_text("y")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "logs").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_a_stale_set_aside_folder_does_not_block_later_swaps(tmp_path):
+    """A run killed mid-swap leaves the folder it set aside (`.NAME.old`); every later run must still publish."""
+    target = tmp_path / "logs"
+    with atomic_dir(target) as tmp:
+        (tmp / "first").write_text("1")
+    stale = tmp_path / ".logs.old"
+    stale.mkdir()
+    (stale / "events").write_text("from a killed run")
+    for run in ("second", "third"):
+        with atomic_dir(target) as tmp:
+            (tmp / run).write_text("1")
+        assert [p.name for p in target.iterdir()] == [run]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]
+
+
 def test_leftovers_of_a_killed_run_are_cleared(tmp_path):
     (tmp_path / ".model.abc123.tmp.keras").write_text("partial")
     (tmp_path / ".fit.xyz.tmp").mkdir()

@@ -1,8 +1,13 @@
 """tools/mutation.py reads mutmut's results right: each module's score, and the promise modules under target."""
 
 import json
+import subprocess
+import sys
 from collections import Counter
 
+import pytest
+
+from fmnist.stage_runner import StageError
 from tools import mutation
 
 
@@ -45,3 +50,14 @@ def test_files_map_to_mutmut_patterns_and_promise_modules_match_by_pattern():
     assert mutation.module_of("fmnist/params/train.py") == "fmnist.params.train"
     assert mutation.is_promise("fmnist.params.train") and mutation.is_promise("tools.review")
     assert not mutation.is_promise("fmnist.figures")
+
+
+def test_a_run_that_left_mutants_unrun_is_an_error_not_a_score(tmp_path, monkeypatch, capsys):
+    """mutmut exits as if done when its first, clean test run fails; no table of zeros may pass for a result."""
+    write_meta(tmp_path / "mutants", "fmnist/cpu.py", {"fmnist.cpu.x_flags__mutmut_1": None})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(mutation.subprocess, "run", lambda command: subprocess.CompletedProcess(command, 0))
+    monkeypatch.setattr(sys, "argv", ["tools.mutation", "fmnist/cpu.py"])
+    with pytest.raises(StageError, match=r"^1 mutants were not run: mutmut stopped early"):
+        mutation.main()
+    assert "| module |" not in capsys.readouterr().out

@@ -160,6 +160,9 @@ def main() -> None:
     if files:
         wanted = {module_of(file) for file in files}
         scores = {module: counts for module, counts in scores.items() if module in wanted}
+    unrun = sum(counts["not run"] for counts in scores.values())
+    if unrun:  # mutmut stopped early (its first, clean test run failed, say) and still exited as if done
+        raise StageError(f"{unrun} mutants were not run: mutmut stopped early; see its output above")
     print(table(scores))
     missed = below_target(scores)
     if missed:
