@@ -1,13 +1,15 @@
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from fmnist import paths, stage_runner
+from fmnist import atomic_outputs, paths, stage_runner
 from fmnist.atomic_outputs import (
     PREVIOUS_TARGET,
     atomic_dir,
@@ -239,3 +241,87 @@ def test_the_supervisor_clears_its_killed_childs_staging_at_once(tmp_path):
     (child / ".fit.x.tmp").mkdir(parents=True)
     assert clear_staging(tmp_path / paths.STAGING, os.getpid()) == []
     assert not child.exists()
+
+
+def test_a_full_disk_that_names_no_file_names_the_output_written_last(tmp_path):
+    with pytest.raises(StageError) as error, staged_outputs() as out:
+        out.file(tmp_path / "model.keras").write_text("written first")
+        logs = out.folder(tmp_path / "logs")
+        (logs / "events").write_text("written last")
+        first = next(tmp for tmp, final in out.staged.items() if final.name == "model.keras")
+        os.utime(first, (1, 1))
+        raise OSError(errno.ENOSPC, "No space left on device")  # a library's write: no file named
+    assert str(error.value) == f"{tmp_path / 'logs'}: no space left on device; previous outputs left as they were"
+
+
+def test_a_full_disk_while_a_live_folder_is_written_names_that_folder(tmp_path):
+    with pytest.raises(StageError) as error, staged_outputs() as out:
+        out.file(tmp_path / "model.keras").write_text("x")
+        live = out.live_folder(tmp_path / "training")
+        raise OSError(errno.ENOSPC, "No space left on device", str(live / "metrics.json"))
+    assert str(error.value).startswith(f"{tmp_path / 'training'}: no space left on device")
+
+
+def test_a_folder_whose_name_changes_run_to_run_clears_the_killed_runs_temporaries(tmp_path):
+    """Each timing run has its own folder name, so a killed run's temporary is found by a pattern, not the name."""
+    (tmp_path / ".20261204-0100.abc.tmp").mkdir()  # killed mid-run yesterday
+    with staged_outputs() as out:
+        (out.folder(tmp_path / "20261205-0200", leftovers=".*.tmp") / "events").write_text("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["20261205-0200"]
+
+
+def test_staging_folders_not_named_by_a_process_id_are_left_alone(tmp_path):
+    root = tmp_path / paths.STAGING
+    (root / "1.lock").mkdir(parents=True)  # matches [0-9]*, names no process
+    assert clear_staging(root, pid=1) == []
+    assert (root / "1.lock").exists()
+
+
+def test_a_set_aside_folder_comes_back_where_the_output_was_deleted_meanwhile(tmp_path, monkeypatch):
+    """DVC deletes a stage's outputs before running it: after a SIGKILL the live folder may be gone entirely."""
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    dead = tmp_path / paths.STAGING / str(finished.pid)
+    previous = dead / ".training.previous.tmp"
+    previous.mkdir(parents=True)
+    (previous / "metrics.json").write_text("previous run")
+    target = tmp_path / "reports/training"
+    target.parent.mkdir()
+    (dead / f".training.previous.tmp{PREVIOUS_TARGET}").write_text(str(target))
+    assert clear_staging(tmp_path / paths.STAGING) == [target]
+    assert (target / "metrics.json").read_text() == "previous run"
+    assert not dead.exists()
+
+
+def test_a_dead_processs_staging_that_another_process_clears_first_is_no_error(tmp_path, monkeypatch):
+    """Two stages may start at once after a SIGKILL (the supervisor and the next stage): both clear the same folder."""
+    root = tmp_path / paths.STAGING
+    dead = root / "999999999"
+    (dead / ".fit.x.tmp").mkdir(parents=True)
+
+    def cleared_by_another(pid):
+        shutil.rmtree(dead)  # between this process's listing and its removal
+        return False
+
+    monkeypatch.setattr(atomic_outputs.psutil, "pid_exists", cleared_by_another)
+    assert clear_staging(root) == []
+    assert not dead.exists()
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs a second filesystem: /dev/shm")
+def test_an_output_folder_on_another_filesystem_is_staged_beside_it(tmp_path, monkeypatch):
+    """A rename cannot cross filesystems: an output folder that is a mount of its own stages its temporaries there."""
+    other = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        if other.stat().st_dev == tmp_path.stat().st_dev:
+            pytest.skip("/dev/shm is on the same filesystem as the temporary folder")
+        (tmp_path / ".dvc").mkdir()
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / "logs").symlink_to(other)
+        with staged_outputs() as out:
+            (out.folder(Path("logs/fit")) / "events").write_text("x")
+            out.file(Path("logs/summary.txt")).write_text("y")
+        assert (other / "fit/events").read_text() == "x" and (other / "summary.txt").read_text() == "y"
+        assert sorted(p.name for p in other.iterdir()) == ["fit", "summary.txt"]
+    finally:
+        shutil.rmtree(other)

@@ -1,5 +1,7 @@
 """tools/mutation.py reads mutmut's results right: each module's score, and the promise modules under target."""
 
+import importlib
+import inspect
 import json
 import subprocess
 import sys
@@ -33,23 +35,57 @@ def test_scores_count_killed_among_the_mutants_that_ran_or_had_no_test(tmp_path,
     )
     write_meta(tmp_path, "tools/predict.py", {"tools.predict.xǁImageǁload__mutmut_1": 1})
     monkeypatch.setattr(mutation, "EQUIVALENT", {"fmnist.cpu.x_model__mutmut_4": "changes nothing observable"})
-    scores = mutation.results(tmp_path)
+    scores = mutation.by_module(mutation.statuses(tmp_path))
     assert scores["fmnist.cpu"] == Counter(
         {"killed": 2, "survived": 1, "no tests": 1, "not run": 1, "timeout or crash": 1, "equivalent": 1}
     )
     assert mutation.score(scores["fmnist.cpu"]) == 3 / 5  # the timeout failed the tests too
     assert mutation.score(scores["tools.predict"]) == 1.0
     assert mutation.score(Counter({"not run": 3})) is None
-    assert mutation.below_target(scores) == ["fmnist.cpu 60%"]  # a promise module; tools.predict is not one
     table = mutation.table(scores)
-    assert "| `fmnist.cpu` (promise) | 2 | 1 | 1 | 1 | 1 | 60% |" in table
+    assert "| `fmnist.cpu` | 2 | 1 | 1 | 1 | 1 | 60% |" in table
     assert "| `tools.predict` | 1 | 0 | 0 | 0 | 0 | 100% |" in table
 
 
-def test_files_map_to_mutmut_patterns_and_promise_modules_match_by_pattern():
+def test_a_promise_is_scored_on_the_mutants_of_the_code_that_keeps_it(tmp_path):
+    write_meta(
+        tmp_path,
+        "tools/review.py",
+        {
+            "tools.review.x_gate_problem__mutmut_1": 1,
+            "tools.review.x_gate_problem__mutmut_2": 0,
+            "tools.review.x_stale_stages__mutmut_1": 1,
+            "tools.review.x_mermaid_chart__mutmut_1": 0,  # drawing a chart: no promise
+            "tools.review.xǁReviewǁrender__mutmut_1": 0,
+        },
+    )
+    write_meta(tmp_path, "fmnist/params/download.py", {"fmnist.params.download.x__sha256__mutmut_1": 0})
+    found = mutation.statuses(tmp_path)
+    promises = mutation.by_promise(found)
+    assert promises == {
+        "tools.review: gate and staleness": Counter({"killed": 2, "survived": 1}),
+        "fmnist.params": Counter({"survived": 1}),  # the package, each section's schema included
+    }
+    assert mutation.below_target(promises) == ["fmnist.params 0%", "tools.review: gate and staleness 67%"]
+    assert mutation.score(mutation.by_module(found)["tools.review"]) == 2 / 5
+
+
+def test_every_promise_names_code_that_exists():
+    """A renamed function must not leave its promise scoring nothing."""
+    for promise, patterns in mutation.PROMISES.items():
+        for pattern in patterns:
+            module_name, _, rest = pattern.partition(".x_")
+            if not rest:  # a whole module, "fmnist.cpu.*", or a package, "fmnist.params.*"
+                importlib.import_module(pattern.removesuffix(".*"))
+                continue
+            module = importlib.import_module(module_name)
+            function = rest.removesuffix("__*")
+            assert inspect.isfunction(getattr(module, function, None)), f"{promise}: {module_name}.{function}"
+
+
+def test_files_map_to_mutmut_patterns():
     assert mutation.module_of("fmnist/params/train.py") == "fmnist.params.train"
-    assert mutation.is_promise("fmnist.params.train") and mutation.is_promise("tools.review")
-    assert not mutation.is_promise("fmnist.figures")
+    assert mutation.module_of("fmnist/params/__init__.py") == "fmnist.params"  # as mutmut names its mutants
 
 
 def test_a_run_that_left_mutants_unrun_is_an_error_not_a_score(tmp_path, monkeypatch, capsys):
