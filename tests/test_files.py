@@ -325,3 +325,19 @@ def test_an_output_folder_on_another_filesystem_is_staged_beside_it(tmp_path, mo
         assert sorted(p.name for p in other.iterdir()) == ["fit", "summary.txt"]
     finally:
         shutil.rmtree(other)
+
+
+def test_a_folder_counts_as_written_when_its_newest_file_was(tmp_path):
+    """Naming the output a full disk hit: a folder's own time changes only when entries are added, not written."""
+    with pytest.raises(StageError) as error, staged_outputs() as out:
+        model = out.file(tmp_path / "model.keras")
+        model.write_text("x")
+        gone = out.file(tmp_path / "summary.txt")
+        gone.unlink()  # a writer that removes its file on failure: it has no time at all
+        logs = out.folder(tmp_path / "logs")
+        (logs / "events").write_text("y")
+        os.utime(model, (5, 5))
+        os.utime(logs, (1, 1))
+        os.utime(logs / "events", (10, 10))
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert str(error.value).startswith(f"{tmp_path / 'logs'}: no space left on device")

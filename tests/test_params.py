@@ -129,6 +129,60 @@ def test_misspelled_key_is_named(raw):
         params.parse(raw, AllParams)
 
 
+@pytest.mark.parametrize(
+    ("section", "suggestion"),
+    [("trian", " (did you mean 'train'?)"), ("épochs", ""), ("tr\tain", " (did you mean 'train'?)")],
+)
+def test_an_unknown_section_is_named_as_it_is_spelled(raw, section, suggestion):
+    """A misspelled section would otherwise be ignored; printable names (accents too) are shown as typed, the rest
+    escaped so that the error stays one line."""
+    raw[section] = raw.pop("train")
+    shown = section.replace("\t", "\\t")
+    with pytest.raises(StageError) as error:
+        params.parse(raw, AllParams)
+    assert str(error.value) == f"params.yaml: unknown key '{shown}'{suggestion}"
+
+
+def test_an_unknown_key_like_no_known_one_gets_no_suggestion(raw):
+    raw["train"]["qqqq"] = 1
+    with pytest.raises(StageError) as error:
+        params.parse(raw, AllParams)
+    assert str(error.value) == "params.yaml: unknown key 'train.qqqq'"
+
+
+def test_a_missing_key_is_named(raw):
+    del raw["train"]["seed"]
+    with pytest.raises(StageError) as error:
+        params.parse(raw, AllParams)
+    assert str(error.value) == "params.yaml: missing key 'train.seed'"
+
+
+def test_a_long_bad_value_is_cut_to_keep_the_error_readable(raw):
+    raw["train"]["epochs"] = "x" * 100
+    with pytest.raises(StageError) as error:
+        params.parse(raw, AllParams)
+    shown = str(error.value).split(" = ", 1)[1].split(": ", 1)[0]
+    assert shown == repr("x" * 100)[:57] + "..." and len(shown) == 60
+    raw["train"]["epochs"] = "x" * 58  # 60 characters with its quotes: shown whole
+    with pytest.raises(StageError, match=re.escape(f"train.epochs = {'x' * 58!r}: ")):
+        params.parse(raw, AllParams)
+
+
+def test_a_yaml_error_says_where(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  epochs: 3\n  seed: [1\n")
+    with pytest.raises(StageError) as error:
+        params.load(AllParams, path)
+    assert re.search(r"\(line \d+, column \d+\)$", str(error.value)), error.value
+    line = int(re.search(r"line (\d+)", str(error.value)).group(1))
+    assert line >= 3  # 1-based, at or after the unclosed list
+
+
+def test_a_document_that_is_not_a_mapping_has_no_keys():
+    assert params.flat_keys(["train", "seed"]) == [] and params.flat_keys("text") == []
+    assert params.flat_keys({"train": {"seed": 1}, "runtime": {"mode": "exact"}}) == ["train.seed", "runtime.mode"]
+
+
 def test_bad_checksum_is_named(raw):
     raw["download"]["sha256"]["t10k-labels-idx1-ubyte.gz"] = "abc"
     with pytest.raises(StageError, match=r"download.sha256.t10k-labels-idx1-ubyte.gz = 'abc'.*SHA-256"):

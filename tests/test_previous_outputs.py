@@ -172,3 +172,28 @@ def test_the_stage_dvc_runs_is_read_from_dvc_stage(monkeypatch):
     assert previous_outputs.under_dvc() is None
     monkeypatch.setenv("DVC_STAGE", "train")
     assert previous_outputs.under_dvc() == "train"
+
+
+def test_an_output_found_nowhere_does_not_stop_the_others_coming_back(project):
+    project.out("models/summary.txt", md5(b"in no cache and no commit"))
+    project.out("logs/fit", md5(b"a listing nowhere") + ".dir")
+    project.out("models/no-hash-recorded.txt", "")
+    project.outs.append({"path": "models/lock-entry-without-md5"})
+    project.out("models/model.keras", project.cache_bytes(b"the model"))
+    project.lock()
+
+    put, lost = previous_outputs.put_back("train")
+    assert (put, sorted(lost)) == (
+        1,
+        ["logs/fit", "models/lock-entry-without-md5", "models/no-hash-recorded.txt", "models/summary.txt"],
+    )
+    assert (project.root / "models/model.keras").read_bytes() == b"the model"
+
+
+def test_without_dvc_root_the_project_is_the_working_directory(project, monkeypatch):
+    monkeypatch.delenv("DVC_ROOT")
+    monkeypatch.chdir(project.root)
+    project.out("models/model.keras", project.cache_bytes(b"the model"))
+    project.lock()
+    assert previous_outputs.put_back("train") == (1, [])
+    assert (project.root / "models/model.keras").read_bytes() == b"the model"
