@@ -85,9 +85,7 @@ EQUIVALENT: dict[str, str] = {
         " removes it meanwhile, and DVC's lock keeps a second writer of the stage out"
         for n in (3, 5, 6, 7, 8)
     },
-    **{
-        f"fmnist.params.x__printable__mutmut_{n}": "Python's codec names are case-insensitive" for n in (6, 8)
-    },
+    **{f"fmnist.params.x__printable__mutmut_{n}": "Python's codec names are case-insensitive" for n in (6, 8)},
     "fmnist.params.x__read_or_none__mutmut_7": "Python's codec names are case-insensitive",
     "fmnist.params.x__read_or_none__mutmut_2": "the name given is only for an error message, which this function"
     " turns into None",
