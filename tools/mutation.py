@@ -85,6 +85,11 @@ EQUIVALENT: dict[str, str] = {
         " removes it meanwhile, and DVC's lock keeps a second writer of the stage out"
         for n in (3, 5, 6, 7, 8)
     },
+    **{
+        f"fmnist.atomic_outputs.xǁStagedOutputsǁbeing_written__mutmut_{n}": "an OSError's message already holds its"
+        " filename: the error names the temporary with or without the attribute"
+        for n in (2, 3, 8, 9, 10)
+    },
     **{f"fmnist.params.x__printable__mutmut_{n}": "Python's codec names are case-insensitive" for n in (6, 8)},
     "fmnist.params.x__read_or_none__mutmut_7": "Python's codec names are case-insensitive",
     "fmnist.params.x__read_or_none__mutmut_2": "the name given is only for an error message, which this function"
@@ -116,11 +121,6 @@ EQUIVALENT: dict[str, str] = {
         f"fmnist.previous_outputs.x__manifest_from_git__mutmut_{n}": "each entry is built with its keys in sorted"
         " order already"
         for n in (56, 58, 66)
-    },
-    **{
-        f"fmnist.atomic_outputs.xǁStagedOutputsǁbeing_written__mutmut_{n}": "an OSError's message already holds its"
-        " filename: the error names the temporary with or without the attribute"
-        for n in (2, 3, 8, 9, 10)
     },
     **{
         f"fmnist.cpu.x_read_cpuid__mutmut_{n}": "the default for a missing leaf 1 is never read: every x86-64 CPU"
