@@ -13,11 +13,11 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util import tensor_util
 
-from fmnist import paths, training
+from fmnist import training
 from fmnist.model import build_model
 from fmnist.params.train import TrainParams
 from fmnist.stage_runner import StageError
-from tests.conftest import REPO, copy_tiny_run, project_env, synthetic_split
+from tests.conftest import REPO, synthetic_split
 
 
 def tiny_config(**overrides) -> TrainParams:
@@ -343,22 +343,3 @@ def test_the_same_weights_saved_by_two_processes_are_the_same_file(tmp_path):
     config = json.loads(zipfile.ZipFile(tmp_path / "a.keras").read("config.json"))
     assert config["config"]["dtype"]["shared_object_id"] == 1  # numbered, and still shared by the layers
     assert keras.models.load_model(tmp_path / "a.keras", safe_mode=True).count_params() == 16010
-
-
-@pytest.mark.slow
-def test_a_system_without_cpu_affinity_or_proc_trains_and_writes_its_outputs(tiny_run, tmp_path):
-    """macOS has neither `os.sched_getaffinity` nor psutil's `cpu_affinity`: train must not lose a finished training
-    to them (the timing line and the fingerprint count the cores after training)."""
-    project = copy_tiny_run(tiny_run, tmp_path / "project")
-    (tmp_path / "macos").mkdir()
-    (tmp_path / "macos/sitecustomize.py").write_text(
-        "import os, psutil\ndel os.sched_getaffinity\ndel psutil.Process.cpu_affinity\n"
-    )
-    (project / paths.MODEL).unlink()
-    env = project_env() | {"PYTHONPATH": f"{tmp_path / 'macos'}{os.pathsep}{project}"}
-    result = subprocess.run([sys.executable, "-m", "stages.train"], cwd=project, env=env, capture_output=True,
-                            text=True, timeout=600)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert (project / paths.MODEL).is_file()
-    runs = sorted((project / paths.TIMING_LOGS).iterdir())
-    assert runs, "no timing run written"
