@@ -166,16 +166,26 @@ def test_a_long_bad_value_is_cut_to_keep_the_error_readable(raw):
     raw["train"]["epochs"] = "x" * 58  # 60 characters with its quotes: shown whole
     with pytest.raises(StageError, match=re.escape(f"train.epochs = {'x' * 58!r}: ")):
         params.parse(raw, AllParams)
+    raw["train"]["epochs"] = "x" * 59  # 61: cut
+    with pytest.raises(StageError, match=re.escape(f"train.epochs = {'x' * 59!r}"[:-4] + "...: ")):
+        params.parse(raw, AllParams)
 
 
-def test_a_yaml_error_says_where(tmp_path):
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a: 1\nb: c: 2\n", "mapping values are not allowed here (line 2, column 5)"),  # 1-based, as editors count
+        ("train:\n  epochs: 3\n\tseed: 1\n", "found character '\\t' that cannot start any token (line 3, column 1)"),
+        # A character YAML refuses has no line and column, only a position in its own message's second line
+        ("train: \x07\n", "unacceptable character #x0007: special characters are not allowed"),
+    ],
+)
+def test_a_yaml_error_says_what_and_where(tmp_path, text, expected):
     path = tmp_path / "params.yaml"
-    path.write_text("train:\n  epochs: 3\n  seed: [1\n")
+    path.write_text(text)
     with pytest.raises(StageError) as error:
         params.load(AllParams, path)
-    assert re.search(r"\(line \d+, column \d+\)$", str(error.value)), error.value
-    line = int(re.search(r"line (\d+)", str(error.value)).group(1))
-    assert line >= 3  # 1-based, at or after the unclosed list
+    assert str(error.value) == f"{path}: not valid YAML: {expected}"
 
 
 def test_a_document_that_is_not_a_mapping_has_no_keys():
@@ -308,6 +318,57 @@ def test_an_edit_made_while_a_stage_ran_is_put_back_and_kept_aside(tmp_path, mon
         f" program; put back as train read it, so dvc.lock records what this run used (the edit is in {path}.edited)"
     ), line
     assert "dvc exp run --queue" in line
+
+
+@pytest.mark.parametrize(
+    ("edit", "what"),
+    [
+        (lambda text: text + "extra:\n  key: 1\n", "extra.key changed from None to 1"),  # a key only the edit has
+        (lambda text: text.replace("  seed: 42", "  seed:   42"), "its formatting changed"),
+        (None, "{first} changed from {value!r} to None (and {more} more)"),  # deleted: nothing to keep aside
+    ],
+    ids=["key added", "formatting", "deleted"],
+)
+def test_what_an_edit_changed_is_named_and_the_file_put_back(tmp_path, monkeypatch, capsys, edit, what):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "params.yaml"
+    path.write_text(REPO_TEXT)
+    params.load(AllParams, path)
+    if edit:
+        path.write_text(edit(REPO_TEXT))
+    else:
+        path.unlink()
+    params.check_unchanged("evaluate", path)
+    values = params._flat(yaml.safe_load(REPO_TEXT))  # every key, as a deletion changes all of them
+    first = min(values)
+    what = what.format(first=first, value=values[first], more=len(values) - 1)
+    assert path.read_text() == REPO_TEXT
+    assert (tmp_path / "params.yaml.edited").exists() == bool(edit)
+    line = capsys.readouterr().err
+    assert line.startswith(f"warning: {path}: {what} while evaluate ran"), line
+    assert ("(the edit is in" in line) == bool(edit) and ("(it had been deleted)" in line) != bool(edit)
+
+
+class FakeProcess:
+    def __init__(self, pid, cwd, cmdline):
+        self.pid, self.info = pid, {"cwd": cwd, "cmdline": cmdline}
+
+
+def test_only_other_dvc_commands_in_this_folder_are_named(tmp_path, monkeypatch):
+    import psutil
+
+    monkeypatch.chdir(tmp_path)
+    here = str(tmp_path)
+    processes = [
+        FakeProcess(10, here, ["/venv/bin/dvc", "exp", "run"]),  # the one running this stage: ours
+        FakeProcess(11, None, ["dvc", "status"]),  # another user's: its folder cannot be read
+        FakeProcess(12, here, None),  # nor, here, its command line
+        FakeProcess(13, str(tmp_path.parent), ["dvc", "gc"]),  # another folder
+        FakeProcess(14, here, ["python", "-m", "dvc", "exp", "run", "-S", "train.seed=7"]),
+    ]
+    monkeypatch.setattr(psutil, "process_iter", lambda attrs: iter(processes))
+    monkeypatch.setattr(params, "_ancestors", lambda: {10})
+    assert params.dvc_commands_here() == ["`dvc exp run -S train.seed=7` (pid 14)"]
 
 
 def test_the_watcher_names_the_dvc_command_that_edited_the_params(tmp_path, monkeypatch, capsys):

@@ -85,6 +85,9 @@ EQUIVALENT: dict[str, str] = {
         " removes it meanwhile, and DVC's lock keeps a second writer of the stage out"
         for n in (3, 5, 6, 7, 8)
     },
+    "fmnist.atomic_outputs.x__last_modified__mutmut_3": "rglob of a file finds nothing: the file alone either way",
+    "fmnist.atomic_outputs.x__last_modified__mutmut_10": "modification times are seconds since 1970: a default of 0"
+    " or 1 sorts a missing output before every written one alike",
     **{
         f"fmnist.atomic_outputs.xǁStagedOutputsǁbeing_written__mutmut_{n}": "an OSError's message already holds its"
         " filename: the error names the temporary with or without the attribute"
@@ -92,8 +95,25 @@ EQUIVALENT: dict[str, str] = {
     },
     **{f"fmnist.params.x__printable__mutmut_{n}": "Python's codec names are case-insensitive" for n in (6, 8)},
     "fmnist.params.x__read_or_none__mutmut_7": "Python's codec names are case-insensitive",
-    "fmnist.params.x__read_or_none__mutmut_2": "the name given is only for an error message, which this function"
-    " turns into None",
+    **{
+        f"fmnist.params.x__read_or_none__mutmut_{n}": "the name given is only for an error message, which this"
+        " function turns into None"
+        for n in (2, 4)
+    },
+    "fmnist.params.x__read_or_none__mutmut_3": "ruamel.yaml, given the Path itself, reads the file as UTF-8: the"
+    " same document",
+    "fmnist.params.x_read_yaml__mutmut_6": "parse_yaml puts the name only into its own error's message, which"
+    " _yaml_problem does not use",
+    **{
+        f"fmnist.params.x_check_unchanged__mutmut_{n}": "the text the stage read was parsed once already, when it"
+        " read it: the name, which only an error would show, is never shown"
+        for n in (8, 10)
+    },
+    **{
+        f"fmnist.params.xǁEditWatcherǁ__init____mutmut_{n}": "a thread's name shows only in a debugger's list of"
+        " threads"
+        for n in (1, 3)
+    },
     **{
         f"fmnist.params.x__describe__mutmut_{n}": "only the closest match is shown, however many are asked for"
         for n in (21, 24)

@@ -220,6 +220,9 @@ def check_unchanged(stage: str, path: Path = paths.PARAMS) -> None:
     aside = path.with_name(path.name + ".edited")
     if now is not None:
         aside.write_bytes(now)
+        kept = f"the edit is in {aside}"
+    else:
+        kept = "it had been deleted"
     staged = path.with_name(f".{path.name}.tmp{os.getpid()}")
     staged.write_bytes(watcher.data)
     os.replace(staged, path)
@@ -231,7 +234,7 @@ def check_unchanged(stage: str, path: Path = paths.PARAMS) -> None:
         advice += "; if this run's `dvc exp run` then fails to record it, `dvc exp save -n NAME` does"
     print(
         f"warning: {path}: {what} while {stage} ran, by {who}; put back as {stage} read it, so dvc.lock records what"
-        f" this run used (the edit is in {aside}): {advice}",
+        f" this run used ({kept}): {advice}",
         file=sys.stderr,
         flush=True,
     )
