@@ -34,6 +34,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT_OUTPUTS = ("data", "models", "logs", "reports")  # DVC outputs: tests work in copies, never here
+# .ci/run installs every tool the tests use (Chromium, shellcheck, the npm packages, Debian's copy of the data) and
+# sets this: there a missing tool fails its tests instead of skipping them. Elsewhere (a laptop, the fast tier on
+# macOS and ARM in ci.yml) they skip.
+TOOLS_REQUIRED = os.environ.get("FMNIST_TOOLS_REQUIRED") == "1"
 
 
 def _outputs_snapshot() -> dict[str, int]:

@@ -4,7 +4,6 @@ Needs Debian's `chromium` and `npm ci --prefix tests/browser` (both done by .ci/
 """
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, TOOLS_REQUIRED
 from tools import review as report
 
 MERMAID = REPO / "tests" / "browser" / "node_modules" / "mermaid" / "dist" / "mermaid.min.js"
@@ -21,7 +20,7 @@ CHROMIUM = shutil.which("chromium")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        (not CHROMIUM or not MERMAID.exists()) and not os.environ.get("CI"),
+        (not CHROMIUM or not MERMAID.exists()) and not TOOLS_REQUIRED,
         reason="needs chromium and tests/browser/node_modules (.ci/run installs both)",
     ),
 ]

@@ -5,14 +5,13 @@ Uses Debian's copy (apt-get install dataset-fashion-mnist), which CI installs; s
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_project, project_env
+from tests.conftest import TOOLS_REQUIRED, copy_project, project_env
 
 # The article's model and training settings (README: "the article's run, exactly").
 ARTICLE_RUN = {
@@ -34,7 +33,7 @@ DEBIAN_COPY = Path("/usr/share/datasets/fashion-mnist")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        not DEBIAN_COPY.is_dir() and not os.environ.get("CI"),
+        not DEBIAN_COPY.is_dir() and not TOOLS_REQUIRED,
         reason="needs Debian's dataset-fashion-mnist (CI installs it)",
     ),
 ]

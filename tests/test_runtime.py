@@ -165,7 +165,7 @@ print(training.weights_sha256(model))
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2, reason="needs taskset, 2 cores")
+@pytest.mark.skipif(not shutil.which("taskset") or cpu.usable_cores() < 2, reason="needs taskset, 2 cores")
 @pytest.mark.skipif("avx512f" not in cpu.flags(), reason="needs a CPU with AVX-512 to change the ISA")
 def test_exact_mode_gives_one_digest_where_the_defaults_give_several():
     """Other instruction sets and core counts, on this machine: what another CPU would change."""

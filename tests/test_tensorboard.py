@@ -3,7 +3,6 @@ in headless Chromium as a person would."""
 
 import io
 import json
-import os
 import re
 import time
 import urllib.request
@@ -21,7 +20,7 @@ from tensorboard.plugins.projector import projector_config_pb2
 from fmnist import dataset, params, tensorboard_logs
 from fmnist.model import build_model
 from fmnist.params.all_sections import AllParams
-from tests.conftest import REPO, TINY_RUN_EPOCHS, free_port, project_on_tiny_data, run_every_stage
+from tests.conftest import REPO, TINY_RUN_EPOCHS, TOOLS_REQUIRED, free_port, project_on_tiny_data, run_every_stage
 from tools import screenshots
 
 EPOCHS = TINY_RUN_EPOCHS
@@ -199,7 +198,7 @@ def test_tensorboard_serves_the_runs_and_plugins(logs):
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not screenshots.CHROMIUM and not os.environ.get("CI"), reason="needs Debian's chromium (.ci/run installs it)"
+    not screenshots.CHROMIUM and not TOOLS_REQUIRED, reason="needs Debian's chromium (.ci/run installs it)"
 )
 def test_every_dashboard_shows_the_run_in_a_browser(logs):
     """Each dashboard the README lists, opened in headless Chromium: its data on screen, not only in the HTTP API."""

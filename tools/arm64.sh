@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Linux on ARM (aarch64) on an x86-64 Debian machine, under QEMU's user-mode emulation: a Debian arm64 root
+# filesystem that debootstrap builds from Debian's archive, Python 3.11 there with the locked aarch64 wheels from
+# PyPI, and this repository mounted in it at /repo.
+#
+#   bash tools/arm64.sh setup [ROOT]                      # once (ROOT: ~/.cache/fmnist-arm64)
+#   bash tools/arm64.sh run [ROOT] -- 'python -m pytest tests/test_cpu.py'
+#   QEMU_CPU=neoverse-n1 bash tools/arm64.sh run -- '...' # another CPU model; `qemu-aarch64-static -cpu help`
+#
+# Needs root (chroot, mounts, binfmt_misc) and Debian's qemu-user-static and debootstrap; it installs them when
+# they are missing. Every aarch64 program, the children the tests start included, runs under qemu-aarch64-static
+# through the kernel's binfmt_misc, about 100 times slower than the host. docs/reproducibility.md has what it ran.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+usage() {
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+[ $# -ge 1 ] || usage
+action=$1
+shift
+ROOT=${XDG_CACHE_HOME:-$HOME/.cache}/fmnist-arm64
+if [ $# -ge 1 ] && [ "$1" != "--" ]; then
+  ROOT=$(realpath -m "$1")
+  shift
+fi
+
+register_binfmt() {
+  [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  # F: the kernel opens the interpreter now, so it works inside the chroot, where it is not on the path
+  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || cat /usr/lib/binfmt.d/qemu-aarch64.conf >/proc/sys/fs/binfmt_misc/register
+}
+
+setup() {
+  if ! command -v qemu-aarch64-static >/dev/null || ! command -v debootstrap >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq qemu-user-static debootstrap
+  fi
+  register_binfmt
+  if [ ! -x "$ROOT/usr/bin/python3" ]; then
+    debootstrap --arch=arm64 --variant=minbase --include=python3,python3-venv,git,ca-certificates \
+      bookworm "$ROOT" "$MIRROR"
+  fi
+  mkdir -p "$ROOT/repo"
+  inside 'python3 -m venv /venv && /venv/bin/pip install -q --require-hashes -r /repo/requirements-dev.txt'
+}
+
+mounted=()
+inside() {
+  register_binfmt
+  cleanup() {
+    local i
+    for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[i]}" || true; done
+  }
+  trap cleanup EXIT
+  mount_bind() {
+    mkdir -p "$2"
+    mount --bind "$1" "$2"
+    mounted+=("$2")
+  }
+  mount -t proc proc "$ROOT/proc" && mounted+=("$ROOT/proc")
+  mount_bind /dev "$ROOT/dev"
+  mount_bind /dev/shm "$ROOT/dev/shm"
+  mount_bind "$REPO" "$ROOT/repo"
+  [ -d /usr/share/datasets ] && mount_bind /usr/share/datasets "$ROOT/usr/share/datasets"
+  cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+  cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.crt"  # with any CA the host adds (a proxy's)
+  chroot "$ROOT" /usr/bin/env -i HOME=/root LANG=C.UTF-8 PATH=/venv/bin:/usr/bin:/bin \
+    ${QEMU_CPU:+QEMU_CPU="$QEMU_CPU"} TMPDIR=/tmp bash -c "cd /repo && $1"
+}
+
+case $action in
+  setup) setup ;;
+  run)
+    [ "${1:-}" = "--" ] && shift
+    [ $# -ge 1 ] || usage
+    inside "$*"
+    ;;
+  *) usage ;;
+esac
