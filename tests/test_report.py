@@ -334,3 +334,45 @@ def test_a_base_without_a_valid_gate_uses_the_schema_default_not_the_pull_reques
     pr_params = {**base_params, "review": {"max_accuracy_drop": 0.5}}  # the pull request's, in its workspace
     (tmp_path / paths.PARAMS).write_text(yaml.safe_dump(pr_params))
     assert report.max_accuracy_drop("HEAD") == DEFAULT_MAX_ACCURACY_DROP == 0.01
+
+
+def test_pipeline_outputs_are_every_out_metric_and_plot_of_every_stage():
+    """The repository's own dvc.yaml: plain paths and those with options alike."""
+    outputs = report.pipeline_outputs(Path(__file__).parents[1] / paths.PIPELINE)
+    assert {"data/raw", "data/prepared", "models/model.keras", "logs/fit", "logs/evaluate"} <= outputs
+    assert {"reports/metrics.json", "reports/training/metrics.json"} <= outputs  # metrics, with `cache: false`
+    assert {"reports/training/plots", "reports/confusion.csv", "reports/confusion.png"} <= outputs  # plots
+    assert not any(name.startswith(("fmnist/", "stages/")) or name == "params.yaml" for name in outputs)
+
+
+def test_pipeline_outputs_of_an_empty_dvc_yaml_are_none(tmp_path):
+    (tmp_path / "dvc.yaml").write_text("")
+    assert report.pipeline_outputs(tmp_path / "dvc.yaml") == set()
+    (tmp_path / "dvc.yaml").write_text("stages:\n  only:\n    cmd: 'true'\n")
+    assert report.pipeline_outputs(tmp_path / "dvc.yaml") == set()
+
+
+def test_a_stage_only_one_side_has_is_named_with_the_metrics_not_compared(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run(["git", "init", "-q"], tmp_path)
+    both = {"train": {"cmd": "t", "outs": ["models"]}}
+    with_eval = {**both, "evaluate": {"cmd": "e", "metrics": [{"reports/metrics.json": {"cache": False}}, "m2.json"]}}
+    with_extra = {**both, "extra": {"cmd": "x"}}
+    for tag, stages in (("old", both), ("new", with_eval), ("other", with_extra)):
+        (tmp_path / paths.PIPELINE).write_text(yaml.safe_dump({"stages": stages}))
+        commit(tmp_path, tag)
+        run(["git", "tag", tag], tmp_path)
+    assert report.missing_stages("old", "old") == []
+    assert report.missing_stages("old", "new") == [
+        "base revision 'old' has no stage evaluate: its metrics (reports/metrics.json, m2.json) are not compared"
+    ]
+    assert report.missing_stages("new", "old") == [
+        "head revision 'old' has no stage evaluate: its metrics (reports/metrics.json, m2.json) are not compared"
+    ]
+    assert report.missing_stages("new", "other") == [
+        "base revision 'new' has no stage extra",  # one without metrics
+        "head revision 'other' has no stage evaluate: its metrics (reports/metrics.json, m2.json) are not compared",
+    ]
+    (tmp_path / paths.PIPELINE).unlink()
+    commit(tmp_path, "no pipeline")
+    assert report.missing_stages("HEAD", "old") == ["base revision 'HEAD' has no stage train"]

@@ -178,3 +178,147 @@ def test_a_sweep_is_named_by_its_grid_and_baseline():
     assert (
         sweep.without_secrets("https://x-access-token:ghs_abc@github.com/o/r.git") == "https://***@github.com/o/r.git"
     )
+
+
+# run_point's order, with Git, DVC and the training replaced by fakes that log what they are asked: the promise is
+# that nothing reaches the Git remote before its outputs are on the DVC remote, and that no experiment is trained
+# twice or overwritten. tests/test_sweep_faults.py breaks the real remotes at each step.
+BASELINE = "ab" + "c" * 38
+TRAINED = "e" * 40
+GRID = "train.epochs=1,2"
+
+
+class FakeRepo:
+    def __init__(self, log, diverged):
+        self.log, self.diverged = log, diverged
+        self.config = {"core": {"remote": "team"}, "remote": {"team": {"url": "s3://user:token@bucket/cache"}}}
+        self.experiments = self
+
+    def pull(self, remote):
+        self.log.append(f"pull from {remote}")
+
+    def push(self, git_remote=None, names=None, revs=None, workspace=None, remote=None, push_cache=None):
+        if names is None:  # repo.push: outputs to the DVC remote
+            self.log.append(f"push outputs of {revs} to {remote} (workspace={workspace})")
+            return None
+        self.log.append(f"push {names} to {git_remote} (push_cache={push_cache})")  # repo.experiments.push
+        return {"diverged": names} if self.diverged else {"uploaded": names}
+
+
+@pytest.fixture
+def fake_point(monkeypatch):
+    """fake_point(local=None, remote={}, trained=0, diverged=False) -> (run_point's arguments, log)."""
+    import contextlib
+
+    def setup(local=None, remote=None, trained=0, diverged=False):
+        log = []
+        ref_made = {"ref": local}
+
+        def git(*args):
+            if args == ("rev-parse", "HEAD"):
+                return BASELINE + "\n"
+            if args[0] == "for-each-ref":
+                return (local or "") + "\n"
+            if args[0] == "rev-parse":
+                return ref_made["ref"] + "\n"
+            raise AssertionError(args)
+
+        def remote_experiments(git_remote, what):
+            log.append(f"list {git_remote}")
+            return dict(remote or {})
+
+        @contextlib.contextmanager
+        def dvc_step(step, then, warnings=None):
+            yield FakeRepo(log, diverged)
+
+        def exp_run(command, **kwargs):
+            log.append(" ".join(command))
+            if trained == 0:
+                ref_made["ref"] = TRAINED
+            return subprocess.CompletedProcess(command, trained)
+
+        monkeypatch.setattr(sweep, "git", git)
+        monkeypatch.setattr(sweep, "remote_experiments", remote_experiments)
+        monkeypatch.setattr(sweep, "dvc_step", dvc_step)
+        monkeypatch.setattr(sweep, "check_dvc_remote", lambda repo, name, write, then: log.append(f"check {name}"))
+        monkeypatch.setattr(sweep.subprocess, "run", exp_run)
+        return log
+
+    return setup
+
+
+def test_a_point_is_checked_trained_then_pushed_outputs_first(fake_point):
+    log = fake_point()
+    name = sweep.run_point(GRID, 1, "sweep", "origin")
+    assert name == f"sweep-{sweep.sweep_id(GRID, BASELINE)}-1"
+    assert log == [
+        "list origin",
+        "check team",
+        "pull from team",
+        f"dvc exp run -n {name} -S train.epochs=2",
+        f"push outputs of ['{TRAINED}'] to team (workspace=False)",
+        f"push ['{name}'] to origin (push_cache=False)",
+    ]
+
+
+def test_a_point_already_trained_here_is_pushed_not_trained_again(fake_point, capsys):
+    log = fake_point(local="d" * 40)
+    name = sweep.run_point(GRID, 0, "sweep", "origin")
+    assert log == [
+        "list origin",
+        "check team",
+        f"push outputs of ['{'d' * 40}'] to team (workspace=False)",
+        f"push ['{name}'] to origin (push_cache=False)",
+    ]
+    assert f"{name} already ran here (ddddddd); pushing it" in capsys.readouterr().out
+
+
+def test_a_name_the_git_remote_has_for_another_commit_is_not_run_or_overwritten(fake_point):
+    name = f"sweep-{sweep.sweep_id(GRID, BASELINE)}-0"
+    log = fake_point(remote={f"refs/exps/ab/{'c' * 38}/{name}": "f" * 40})
+    with pytest.raises(StageError) as error:
+        sweep.run_point(GRID, 0, "sweep", "https://user:token@example.org/repo.git")
+    assert str(error.value).startswith(
+        f"sweep run {name}: Git remote 'https://***@example.org/repo.git' already has an experiment named {name}"
+    )
+    assert log == ["list https://user:token@example.org/repo.git"]  # nothing checked, pulled, trained or pushed
+
+
+def test_the_same_name_from_another_baseline_also_counts_as_taken(fake_point):
+    name = f"sweep-{sweep.sweep_id(GRID, BASELINE)}-0"
+    fake_point(remote={f"refs/exps/12/{'3' * 38}/{name}": "f" * 40})
+    with pytest.raises(StageError, match="already has an experiment named"):
+        sweep.run_point(GRID, 0, "sweep", "origin")
+
+
+def test_a_push_of_git_that_failed_before_is_completed_when_the_remote_has_this_very_commit(fake_point):
+    name = f"sweep-{sweep.sweep_id(GRID, BASELINE)}-0"
+    log = fake_point(local="d" * 40, remote={sweep.experiment_ref(BASELINE, name): "d" * 40})
+    assert sweep.run_point(GRID, 0, "sweep", "origin") == name
+    assert log[-1] == f"push ['{name}'] to origin (push_cache=False)"
+
+
+def test_a_failed_training_pushes_nothing(fake_point):
+    log = fake_point(trained=2)
+    with pytest.raises(StageError, match=r": `dvc exp run` failed \(exit 2, output above\); nothing was pushed$"):
+        sweep.run_point(GRID, 0, "sweep", "origin")
+    assert not any(entry.startswith("push") for entry in log)
+
+
+def test_a_name_another_runner_pushed_meanwhile_is_reported_not_overwritten(fake_point):
+    fake_point(diverged=True)
+    with pytest.raises(StageError, match=r"got an experiment named .* from another runner meanwhile: not overwritten"):
+        sweep.run_point(GRID, 0, "sweep", "origin")
+
+
+def test_an_index_outside_the_grid_is_refused_before_anything_runs(fake_point):
+    log = fake_point()
+    with pytest.raises(StageError, match=r"^sweep 'train.epochs=1,2' has 2 experiments; no index 2$"):
+        sweep.run_point(GRID, 2, "sweep", "origin")
+    with pytest.raises(StageError, match="no index -1"):
+        sweep.run_point(GRID, -1, "sweep", "origin")
+    assert log == []
+
+
+def test_an_experiment_ref_is_dvcs_path_for_its_baseline_and_name():
+    assert sweep.experiment_ref(BASELINE, "sweep-abcdef-3") == f"refs/exps/ab/{'c' * 38}/sweep-abcdef-3"
