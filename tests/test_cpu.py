@@ -107,3 +107,17 @@ def test_a_cpu_without_the_extended_leaves_reads_them_as_zeros():
     their flags, and no error."""
     assert cpu.flags_from_cpuid({(1, 0): LEAF_1}, 0x6) == {"sse4_1", "fma", "avx"}
     assert cpu.flags_from_cpuid({}, 0x6) == set()
+
+
+def test_other_architectures_have_no_x86_flags_whatever_proc_cpuinfo_says(tmp_path, monkeypatch):
+    """Under QEMU's user mode an aarch64 process reads the x86 host's /proc/cpuinfo; on a real ARM CPU it lists
+    `Features`. Either way, no x86 flag: exact mode must not take an ARM CPU for one with AVX2."""
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n\n")
+    monkeypatch.setattr(cpu, "Path", lambda _: info)
+    monkeypatch.setattr(cpu, "read_cpuid", lambda: (_ for _ in ()).throw(OSError("executable memory refused")))
+    for machine, expected in (("aarch64", set()), ("arm64", set()), ("x86_64", {"fpu", "sse2", "avx", "avx2", "fma"})):
+        monkeypatch.setattr(platform, "machine", lambda machine=machine: machine)
+        cpu.flags.cache_clear()
+        assert cpu.flags() == expected, machine
+    cpu.flags.cache_clear()

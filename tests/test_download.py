@@ -268,3 +268,109 @@ def test_a_body_cut_short_is_retried(tiny_dataset, serve, tmp_path, capsys):
     assert download.fetch_file(name, checksums[name], config([url], checksums), tmp_path / name) == url
     assert "connection closed after" in capsys.readouterr().out
     assert download.decompressed_sha256(tmp_path / name) == checksums[name]
+
+
+class AlwaysBusy(FlakyHandler):
+    failures = 10**6
+
+
+def test_each_source_gets_retries_plus_one_attempts_with_doubling_waits(tiny_dataset, serve, tmp_path, monkeypatch):
+    _, checksums = tiny_dataset
+    handler = type("Busy", (AlwaysBusy,), {"requests": 0})
+    url = serve(tmp_path, handler)
+    waits = []
+    monkeypatch.setattr(download.time, "sleep", waits.append)
+    name = NAMES[0]
+    with pytest.raises(StageError, match=re.escape("HTTP 503 Service Unavailable (after 4 attempts)")):
+        download.fetch_file(name, checksums[name], config([url], checksums, retries=3, backoff_s=0.5), tmp_path / name)
+    assert handler.requests == 4
+    assert waits == [0.5, 1.0, 2.0]
+
+
+def test_a_mirror_given_without_a_trailing_slash_is_still_a_folder(tiny_dataset, serve, tmp_path):
+    folder, checksums = tiny_dataset
+    (tmp_path / "site" / "mirror").mkdir(parents=True)
+    for name in NAMES:
+        (tmp_path / "site" / "mirror" / name).write_bytes((folder / name).read_bytes())
+    url = serve(tmp_path / "site") + "mirror"  # http://127.0.0.1:PORT/mirror: its files, not the site's
+    name = NAMES[0]
+    assert download.fetch_file(name, checksums[name], config([url], checksums), tmp_path / name) == url
+
+
+def test_a_failing_source_is_named_with_its_reason_each_in_turn(tiny_dataset, tmp_path):
+    _, checksums = tiny_dataset
+    name = NAMES[0]
+    (tmp_path / "big").mkdir()
+    (tmp_path / "big" / name).write_bytes(bytes(download.MAX_BYTES[name] + 1))
+    missing, big = tmp_path / "missing", tmp_path / "big"
+    with pytest.raises(StageError) as error:
+        download.fetch_file(name, checksums[name], config([str(missing), str(big)], checksums), tmp_path / name)
+    assert str(error.value) == (
+        f"{name}: no source worked; tried {missing}: {missing / name} not found; {big}: {big / name} has"
+        f" {download.MAX_BYTES[name] + 1} bytes, more than any copy of {name} ({download.MAX_BYTES[name]})"
+    )
+
+
+def test_a_local_copy_of_exactly_the_limit_is_read(tmp_path):
+    (tmp_path / "limit.gz").write_bytes(bytes(100))
+    download.copy_local(str(tmp_path), "limit.gz", tmp_path / "copy", max_bytes=100)
+    assert (tmp_path / "copy").read_bytes() == bytes(100)
+
+
+def test_an_unreadable_local_copy_is_named_with_the_reason(tmp_path):
+    (tmp_path / "folder.gz").mkdir()  # a folder where the file should be
+    with pytest.raises(download.SourceError) as error:
+        download.copy_local(str(tmp_path), "folder.gz", tmp_path / "copy", max_bytes=10**6)
+    assert str(error.value) == f"cannot read {tmp_path / 'folder.gz'}: Is a directory"
+
+
+def test_the_unpacked_limit_counts_every_chunk_not_only_the_last():
+    """Chunks smaller than the limit, adding up to more than it."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "chunks.gz"
+        path.write_bytes(gzip.compress(bytes(3 * download.CHUNK)))
+        download.decompressed_sha256(path, 3 * download.CHUNK)  # exactly the limit
+        with pytest.raises(download.SourceError, match=f"more than the {3 * download.CHUNK - 1} bytes"):
+            download.decompressed_sha256(path, 3 * download.CHUNK - 1)
+
+
+FULL_DISK = Path("/dev/full")  # Linux: every write to it fails with ENOSPC
+
+
+@pytest.mark.skipif(not FULL_DISK.exists(), reason="needs Linux's /dev/full")
+def test_a_full_disk_is_not_taken_for_a_bad_source_or_connection(tiny_dataset, serve, tmp_path):
+    """Retrying, or trying the next source, cannot help: the error is ours and stops the download at once."""
+    import errno
+
+    folder, checksums = tiny_dataset
+    name = NAMES[0]
+    handler = type("Counting", (FlakyHandler,), {"requests": 0, "failures": 0})
+    url = serve(folder, handler)
+    with pytest.raises(OSError) as error:
+        download.http_get_with_retries(url + name, FULL_DISK, config([url], checksums), download.MAX_BYTES[name])
+    assert error.value.errno == errno.ENOSPC and handler.requests == 1
+    with pytest.raises(OSError) as error:
+        download.copy_local(str(folder), name, FULL_DISK, download.MAX_BYTES[name])
+    assert error.value.errno == errno.ENOSPC
+
+
+def test_a_full_disk_stops_the_download_naming_the_file_and_leaves_the_old_one(tiny_dataset, tmp_path, monkeypatch):
+    import errno
+
+    folder, checksums = tiny_dataset
+    name = NAMES[0]
+    tried = []
+
+    def full(source, *args):
+        tried.append(source)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(download, "copy_local", full)
+    dest = tmp_path / name
+    dest.write_bytes(b"previous good copy")
+    with pytest.raises(StageError) as error:
+        download.fetch_file(name, checksums[name], config([str(folder), str(folder)], checksums), dest)
+    assert str(error.value) == f"{dest}: no space left on device; previous files left as they were"
+    assert tried == [str(folder)] and dest.read_bytes() == b"previous good copy"

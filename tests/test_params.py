@@ -317,7 +317,27 @@ def test_an_edit_made_while_a_stage_ran_is_put_back_and_kept_aside(tmp_path, mon
         f"warning: {path}: preprocess.val_fraction changed from 0.2 to 0.3 (and 1 more) while train ran, by another"
         f" program; put back as train read it, so dvc.lock records what this run used (the edit is in {path}.edited)"
     ), line
-    assert "dvc exp run --queue" in line
+    assert line.endswith(
+        "): run one experiment at a time in a workspace, or queue them with `dvc exp run --queue` and `dvc queue start`"
+    )
+
+
+def test_every_dvc_command_caught_editing_is_named_with_what_to_do_if_the_run_is_not_recorded(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "params.yaml"
+    path.write_text(REPO_TEXT)
+    params.load(AllParams, path)
+    path.write_text(REPO_TEXT.replace("  seed: 42", "  seed: 7"))
+    params._watchers[path].editors = ["`dvc exp run -S train.seed=7` (pid 11)", "`dvc exp run` (pid 12)"]
+    params.check_unchanged("train", path)
+    line = capsys.readouterr().err
+    assert " while train ran, by `dvc exp run -S train.seed=7` (pid 11), `dvc exp run` (pid 12); put back" in line
+    assert line.endswith(
+        " or queue them with `dvc exp run --queue` and `dvc queue start`; if this run's `dvc exp run` then fails to"
+        " record it, `dvc exp save -n NAME` does\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -276,6 +276,25 @@ def test_stale_stages_ignores_missing_data_but_not_code_params_or_commands():
     }
 
 
+def test_every_reason_a_stage_is_stale_is_listed_and_its_name_has_no_dvc_yaml_prefix():
+    status = {
+        "dvc.yaml:train": [
+            "changed command",
+            {"changed deps": {"params.yaml": {"train.seed": "modified", "train.epochs": "modified"}}},
+            {"changed deps": {"params.yaml": {"runtime.threads": "modified"}, "fmnist/cpu.py": "modified"}},
+        ]
+    }
+    assert report.stale_stages(status, set()) == {
+        "train": [
+            "changed command",
+            "params train.seed modified",
+            "params train.epochs modified",
+            "params runtime.threads modified",
+            "fmnist/cpu.py modified",
+        ]
+    }
+
+
 def results(accuracy, digest="a" * 64, mode="exact", isa="AVX2"):
     fingerprint = {"weights_sha256": digest, "runtime_mode": mode, "onednn_isa": isa}
     return report.Results({str(paths.METRICS): {"accuracy": accuracy}, str(paths.FINGERPRINT): fingerprint})
@@ -291,10 +310,25 @@ def test_exact_mode_needs_the_same_digest_native_mode_accuracy_within_the_noise(
     native = results(0.930, mode="native")
     assert report.reproduction_problem(native, results(0.926, "b" * 64, "native"), 0.005) is None
     assert "further apart than the 0.5 pp" in report.reproduction_problem(native, results(0.924, "b", "native"), 0.005)
+    assert report.reproduction_problem(native, results(0.925, "b" * 64, "native"), 0.005) is None  # the limit itself
+    # Committed in exact mode, reproduced in native (or the other way round): no digest promised, accuracy compared
+    assert report.reproduction_problem(results(0.93), results(0.93, "b" * 64, "native"), 0.005) is None
+    assert report.reproduction_problem(native, results(0.93, "b" * 64), 0.005) is None
+    assert "further apart" in report.reproduction_problem(results(0.93), results(0.92, "b" * 64, "native"), 0.005)
+
+
+@pytest.mark.parametrize("missing", ["committed", "reproduced"])
+def test_a_side_without_test_accuracy_cannot_be_compared(missing):
+    fingerprint = {str(paths.FINGERPRINT): {"weights_sha256": "b" * 64, "runtime_mode": "native"}}
+    sides = {"committed": results(0.93, mode="native"), "reproduced": results(0.93, "c" * 64, "native")}
+    sides[missing] = report.Results(fingerprint)
+    assert report.reproduction_problem(sides["committed"], sides["reproduced"], 0.005) == "no test accuracy to compare"
 
 
 def test_gate_problem():
-    assert "fell from 0.9000 to 0.8900" in report.gate_problem(results(0.9), results(0.89), 0.005)
+    assert report.gate_problem(results(0.9), results(0.89), 0.005) == (
+        "test accuracy fell from 0.9000 to 0.8900, more than the allowed 0.5 pp"
+    )
     assert report.gate_problem(results(0.9), results(0.89), 0.02) is None
     assert report.gate_problem(report.Results(), results(0.9), 0.005) is None
 
@@ -309,6 +343,12 @@ def test_the_gate_allows_a_drop_of_exactly_the_limit_and_no_more(before, after, 
     assert (report.gate_problem(results(before), results(after), 0.01) is not None) == fails
 
 
+@pytest.mark.parametrize("limit", [0.003, 0.05, 0.25, 0.9])
+def test_a_drop_of_exactly_the_limit_passes_whatever_the_limit(limit):
+    assert report.gate_problem(results(0.95), results(round(0.95 - limit, 4)), limit) is None
+    assert report.gate_problem(results(0.95), results(round(0.95 - limit - 0.0001, 4)), limit) is not None
+
+
 def test_mermaid_chart_has_one_line_per_series_and_names_their_colours():
     chart = report.mermaid_chart("Accuracy", {"base validation": [0.8, 0.85], "head validation": [0.8, 0.86, 0.9]})
     assert chart[0] == "```mermaid" and "xychart-beta" in chart
@@ -319,7 +359,9 @@ def test_mermaid_chart_has_one_line_per_series_and_names_their_colours():
 
 
 @pytest.mark.parametrize("base_review", [None, {"max_accuracy_drop": "lots"}, {"max_drop": 0.5}])
-def test_a_base_without_a_valid_gate_uses_the_schema_default_not_the_pull_requests(base_review, tmp_path, monkeypatch):
+def test_a_base_without_a_valid_gate_uses_the_schema_default_not_the_pull_requests(
+    base_review, tmp_path, monkeypatch, capsys
+):
     """review.yml runs in the pull request's checkout: its own params.yaml must not set the limit it is held to."""
     from fmnist.params.review import DEFAULT_MAX_ACCURACY_DROP
 
@@ -334,6 +376,24 @@ def test_a_base_without_a_valid_gate_uses_the_schema_default_not_the_pull_reques
     pr_params = {**base_params, "review": {"max_accuracy_drop": 0.5}}  # the pull request's, in its workspace
     (tmp_path / paths.PARAMS).write_text(yaml.safe_dump(pr_params))
     assert report.max_accuracy_drop("HEAD") == DEFAULT_MAX_ACCURACY_DROP == 0.01
+    warning = capsys.readouterr().err
+    reason = "KeyError" if base_review is None else "ValidationError"
+    assert warning == (
+        f"warning: review: no valid review.max_accuracy_drop in HEAD's params.yaml ({reason}); the gate uses the"
+        " default, 0.01\n"
+    )
+
+
+def test_the_base_gate_is_the_one_used(tmp_path, monkeypatch, capsys):
+    base_params = yaml.safe_load((Path(__file__).parents[1] / paths.PARAMS).read_text())
+    base_params["review"] = {"max_accuracy_drop": 0.02}
+    monkeypatch.chdir(tmp_path)
+    run(["git", "init", "-q"], tmp_path)
+    (tmp_path / paths.PARAMS).write_text(yaml.safe_dump(base_params))
+    commit(tmp_path, "base")
+    (tmp_path / paths.PARAMS).write_text(yaml.safe_dump({**base_params, "review": {"max_accuracy_drop": 0.5}}))
+    assert report.max_accuracy_drop("HEAD") == 0.02
+    assert capsys.readouterr().err == ""
 
 
 def test_pipeline_outputs_are_every_out_metric_and_plot_of_every_stage():

@@ -51,7 +51,9 @@ ARROW_LAKE = ALDER_LAKE | {"avx_vnni_int8", "avx_ne_convert"}  # CPUID has them;
         ({"sse4_1", "avx"}, "AVX2", "AVX"),
         ({"sse4_1"}, None, "SSE41"),
         (set(), None, None),
-        (HASWELL, "ALL", "AVX2"),
+        (HASWELL, "ALL", "AVX2"),  # oneDNN's words for no cap: ALL, DEFAULT, or the variable set empty
+        (SAPPHIRE_RAPIDS, "DEFAULT", "AVX512_CORE_AMX"),
+        (SAPPHIRE_RAPIDS, "", "AVX512_CORE_AMX"),
         (HASWELL, "AVX10_9", "AVX2 (ONEDNN_MAX_CPU_ISA=AVX10_9 not known here)"),
     ],
 )

@@ -44,6 +44,7 @@ PROMISES: dict[str, tuple[str, ...]] = {
         f"tools.review.x_{name}__*"
         for name in (
             "gate_problem",
+            "_in_4th_decimals",
             "max_accuracy_drop",
             "reproduction_problem",
             "stale_stages",

@@ -127,6 +127,12 @@ def stale_stages(status: dict, outputs: set[str]) -> dict[str, list[str]]:
     return stale
 
 
+def _in_4th_decimals(value: float) -> int:
+    """A difference of metrics in units of their 4th decimal, so that a difference of exactly a limit is the limit
+    (0.94 - 0.93 > 0.01 in floating point)."""
+    return round(value * 10_000)
+
+
 def reproduction_problem(committed: Results, reproduced: Results, tolerance: float) -> str | None:
     """Why the reproduction does not match the committed results, or None when it does."""
     mode = committed.get(paths.FINGERPRINT, "runtime_mode")
@@ -141,7 +147,7 @@ def reproduction_problem(committed: Results, reproduced: Results, tolerance: flo
     accuracy, accuracy_again = committed.get(paths.METRICS, HEADLINE), reproduced.get(paths.METRICS, HEADLINE)
     if accuracy is None or accuracy_again is None:
         return "no test accuracy to compare"
-    if abs(accuracy - accuracy_again) > tolerance:
+    if _in_4th_decimals(abs(accuracy - accuracy_again)) > _in_4th_decimals(tolerance):
         return (
             f"test accuracy {accuracy_again:.4f} reproduced, {accuracy:.4f} committed: "
             f"further apart than the {tolerance * 100:.2g} pp noise bound"
@@ -154,8 +160,7 @@ def gate_problem(base: Results, head: Results, max_drop: float) -> str | None:
     before, after = base.get(paths.METRICS, HEADLINE), head.get(paths.METRICS, HEADLINE)
     if before is None or after is None:
         return None
-    # In units of the metrics' 4th decimal, so a drop of exactly the limit is one (0.94 - 0.93 > 0.01 in floats).
-    if round((before - after) * 10_000) > round(max_drop * 10_000):
+    if _in_4th_decimals(before - after) > _in_4th_decimals(max_drop):
         return f"test accuracy fell from {before:.4f} to {after:.4f}, more than the allowed {max_drop * 100:.2g} pp"
     return None
 
