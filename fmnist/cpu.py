@@ -123,13 +123,14 @@ def _cpuinfo() -> dict[str, str]:
 
 @cache
 def flags() -> frozenset[str]:
-    """The instruction-set flags this process may use (CPUID and XGETBV; /proc/cpuinfo where they cannot run)."""
-    if platform.machine() in ("x86_64", "AMD64"):
-        try:
-            return frozenset(flags_from_cpuid(*read_cpuid()))
-        except (OSError, ValueError, AttributeError):  # executable memory refused (a hardened kernel, say)
-            pass
-    return frozenset(_cpuinfo().get("flags", "").split())
+    """The x86 instruction-set flags this process may use (CPUID and XGETBV; /proc/cpuinfo where they cannot run);
+    none on another architecture."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return frozenset()  # ARM's /proc/cpuinfo says "Features"; under QEMU's user mode it is the x86 host's
+    try:
+        return frozenset(flags_from_cpuid(*read_cpuid()))
+    except (OSError, ValueError, AttributeError):  # executable memory refused (a hardened kernel, say)
+        return frozenset(_cpuinfo().get("flags", "").split())
 
 
 def usable_cores() -> int:
