@@ -144,7 +144,7 @@ import json
 from fmnist import cpu, exact_mode
 from fmnist.params.runtime import RuntimeParams
 from fmnist.params.train import TrainParams
-config = RuntimeParams(mode="{mode}", threads=2)
+config = RuntimeParams(mode="{mode}", threads={threads})
 exact_mode.pin(config)
 import tensorflow as tf
 from fmnist import training
@@ -184,10 +184,27 @@ def test_exact_mode_gives_one_digest_where_the_defaults_give_several():
     ]
     default = {"ONEDNN_MAX_CPU_ISA": ""}
     native_settings = [(default, None), ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, None), (default, one_core)]
-    exact = {child(TRAIN.format(mode="exact"), env, prefix).split()[-1] for env, prefix in exact_settings}
-    native = {child(TRAIN.format(mode="native"), env, prefix).split()[-1] for env, prefix in native_settings}
+    exact = {child(TRAIN.format(mode="exact", threads=2), env, prefix).split()[-1] for env, prefix in exact_settings}
+    native = {child(TRAIN.format(mode="native", threads=2), env, prefix).split()[-1] for env, prefix in native_settings}
     assert len(exact) == 1, exact
     assert len(native) == 3, native  # the settings do change the bits when nothing pins them
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("taskset") or cpu.usable_cores() < 2, reason="needs taskset, 2 cores")
+def test_exact_mode_bits_follow_runtime_threads_not_the_cores_the_process_may_use():
+    """The rule docs/platforms.md states: one `runtime.threads` gives one digest whether the process may use one core
+    or two (the threads then share a core), and another thread count gives another (the work is split otherwise)."""
+    one_core = ["taskset", "-c", "0"]
+    digests = {
+        (threads, cores): child(
+            TRAIN.format(mode="exact", threads=threads), prefix=one_core[: 3 * (cores == 1)]
+        ).split()[-1]
+        for threads in (2, 4)
+        for cores in (1, 2)
+    }
+    assert digests[2, 1] == digests[2, 2] and digests[4, 1] == digests[4, 2], digests
+    assert digests[2, 2] != digests[4, 2]
 
 
 def test_exact_mode_refuses_to_pin_too_late_and_native_mode_changes_nothing():
@@ -239,7 +256,7 @@ print(json.dumps({{kind: sorted(ops) for kind, ops in types.items()}}))
 def test_exact_mode_trains_and_predicts_without_approximate_instructions():
     """What TensorFlow runs, not what the Python code says: Grappler rewrites x / sqrt(y) and 1 / y."""
     exact, native = (
-        {k: set(v) for k, v in json.loads(child(EXECUTED_OPS.format(mode=mode)).splitlines()[-1]).items()}
+        {k: set(v) for k, v in json.loads(child(EXECUTED_OPS.format(mode=mode, threads=2)).splitlines()[-1]).items()}
         for mode in ("exact", "native")
     )
     assert {"_MklNativeConv2D", "_MklMatMul", "Sqrt"} <= exact["executed"]
