@@ -330,7 +330,9 @@ def test_every_dvc_command_caught_editing_is_named_with_what_to_do_if_the_run_is
     path.write_text(REPO_TEXT)
     params.load(AllParams, path)
     path.write_text(REPO_TEXT.replace("  seed: 42", "  seed: 7"))
-    params._watchers[path].editors = ["`dvc exp run -S train.seed=7` (pid 11)", "`dvc exp run` (pid 12)"]
+    watcher = params._watchers[path]
+    watcher.join(timeout=10)  # it has seen the edit and looked for dvc commands (none here): now say it saw two
+    watcher.editors = ["`dvc exp run -S train.seed=7` (pid 11)", "`dvc exp run` (pid 12)"]
     params.check_unchanged("train", path)
     line = capsys.readouterr().err
     assert " while train ran, by `dvc exp run -S train.seed=7` (pid 11), `dvc exp run` (pid 12); put back" in line
