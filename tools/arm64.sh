@@ -89,16 +89,18 @@ CHECK_REAL='work=$(mktemp -d) &&
 
 check() {
   [ $# -ge 1 ] || set -- tests tiny real
+  local failed=()
   for part in "$@"; do
     echo "== $part ($(date -u +%H:%M:%S))"
     case $part in
-      tests) inside "$CHECK_TESTS" ;;
-      tiny) inside "$CHECK_TINY" ;;
-      real) inside "$CHECK_REAL" ;;
+      tests) inside "$CHECK_TESTS" || failed+=("$part") ;;
+      tiny) inside "$CHECK_TINY" || failed+=("$part") ;;
+      real) inside "$CHECK_REAL" || failed+=("$part") ;;
       *) usage ;;
     esac
   done
-  echo "== done ($(date -u +%H:%M:%S))"
+  echo "== done ($(date -u +%H:%M:%S)); failed: ${failed[*]:-none}"
+  [ ${#failed[@]} -eq 0 ]
 }
 
 case $action in
