@@ -388,7 +388,7 @@ def test_only_other_dvc_commands_in_this_folder_are_named(tmp_path, monkeypatch)
         FakeProcess(13, str(tmp_path.parent), ["dvc", "gc"]),  # another folder
         FakeProcess(14, here, ["python", "-m", "dvc", "exp", "run", "-S", "train.seed=7"]),
     ]
-    monkeypatch.setattr(psutil, "process_iter", lambda attrs: iter(processes))
+    monkeypatch.setattr(psutil, "process_iter", lambda _attrs: iter(processes))
     monkeypatch.setattr(params, "_ancestors", lambda: {10})
     assert params.dvc_commands_here() == ["`dvc exp run -S train.seed=7` (pid 14)"]
 
