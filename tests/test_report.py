@@ -295,9 +295,36 @@ def test_every_reason_a_stage_is_stale_is_listed_and_its_name_has_no_dvc_yaml_pr
     }
 
 
-def results(accuracy, digest="a" * 64, mode="exact", isa="AVX2"):
+def results(accuracy, digest="a" * 64, mode="exact", isa="AVX2", machine=None):
     fingerprint = {"weights_sha256": digest, "runtime_mode": mode, "onednn_isa": isa}
+    if machine:
+        fingerprint["machine"] = machine
     return report.Results({str(paths.METRICS): {"accuracy": accuracy}, str(paths.FINGERPRINT): fingerprint})
+
+
+def test_a_reproduction_on_arm_is_held_to_the_noise_bound_not_to_the_digest():
+    """Exact mode promises its bits on x86-64 only (docs/platforms.md): on aarch64 other kernels run."""
+    committed = results(0.9401, machine="x86_64")
+    on_arm = results(0.9395, "b" * 64, isa=None, machine="aarch64")
+    assert not report.bits_promised(committed, on_arm)
+    assert report.reproduction_problem(committed, on_arm, 0.01) is None
+    far = results(0.9201, "b" * 64, isa=None, machine="aarch64")
+    assert report.reproduction_problem(committed, far, 0.01) == (
+        "test accuracy 0.9201 reproduced, 0.9401 committed: further apart than the 1 pp noise bound"
+    )
+    # A fingerprint from before it named the machine was made on x86-64: the digest is still promised
+    assert report.bits_promised(results(0.94), results(0.94, machine="AMD64"))
+    assert "exact mode promises equal bits" in report.reproduction_problem(results(0.94), results(0.94, "b" * 64), 0.01)
+
+    review = report.Review("main", "pr", committed, committed, [], {}, on_arm, None, None, 0.01, {})
+    [line] = [line for line in review.render().splitlines() if "**Reproduced" in line]
+    assert line.endswith(
+        "within the 1 pp noise bound. Exact mode promises equal bits on x86-64 CPUs only; this reproduction ran on"
+        " aarch64."
+    )
+    same = report.Review("main", "pr", committed, committed, [], {}, committed, None, None, 0.01, {})
+    [line] = [line for line in same.render().splitlines() if "**Reproduced" in line]
+    assert line.endswith(f": weights digest `{'a' * 12}` as committed.") and "**Reproduced exactly**" in line
 
 
 def test_exact_mode_needs_the_same_digest_native_mode_accuracy_within_the_noise():

@@ -45,6 +45,7 @@ PROMISES: dict[str, tuple[str, ...]] = {
         for name in (
             "gate_problem",
             "_in_4th_decimals",
+            "bits_promised",
             "max_accuracy_drop",
             "reproduction_problem",
             "stale_stages",
