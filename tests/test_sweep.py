@@ -191,7 +191,8 @@ GRID = "train.epochs=1,2"
 class FakeRepo:
     def __init__(self, log, diverged):
         self.log, self.diverged = log, diverged
-        self.config = {"core": {"remote": "team"}, "remote": {"team": {"url": "s3://user:token@bucket/cache"}}}
+        remotes = {"team": {"url": "s3://user:token@bucket/cache"}, "backup": {"url": "/mnt/backup"}}
+        self.config = {"core": {"remote": "team"}, "remote": remotes}
         self.experiments = self
 
     def pull(self, remote):
@@ -207,29 +208,35 @@ class FakeRepo:
 
 @pytest.fixture
 def fake_point(monkeypatch):
-    """fake_point(local=None, remote={}, trained=0, diverged=False) -> (run_point's arguments, log)."""
+    """fake_point(local=None, remote={}, trained=0, diverged=False, point=0) -> the log of what run_point asked."""
     import contextlib
 
-    def setup(local=None, remote=None, trained=0, diverged=False):
+    def setup(local=None, remote=None, trained=0, diverged=False, point=0):
         log = []
-        ref_made = {"ref": local}
+        ref_made, index = {"ref": local}, {"point": point}
 
         def git(*args):
+            ref = sweep.experiment_ref(BASELINE, f"sweep-{sweep.sweep_id(GRID, BASELINE)}-{index['point']}")
             if args == ("rev-parse", "HEAD"):
                 return BASELINE + "\n"
-            if args[0] == "for-each-ref":
+            if args == ("for-each-ref", "--format=%(objectname)", ref):
                 return (local or "") + "\n"
-            if args[0] == "rev-parse":
+            if args == ("rev-parse", ref):
                 return ref_made["ref"] + "\n"
             raise AssertionError(args)
 
         def remote_experiments(git_remote, what):
-            log.append(f"list {git_remote}")
+            log.append(f"list {git_remote} ({what})")
             return dict(remote or {})
 
         @contextlib.contextmanager
         def dvc_step(step, then, warnings=None):
+            log.append(f"step: {step}; if it fails: {then}")
             yield FakeRepo(log, diverged)
+
+        def check_dvc_remote(repo, name, write, then):
+            assert isinstance(repo, FakeRepo)
+            log.append(f"check {name} write={write} ({then})")
 
         def exp_run(command, **kwargs):
             log.append(" ".join(command))
@@ -240,23 +247,32 @@ def fake_point(monkeypatch):
         monkeypatch.setattr(sweep, "git", git)
         monkeypatch.setattr(sweep, "remote_experiments", remote_experiments)
         monkeypatch.setattr(sweep, "dvc_step", dvc_step)
-        monkeypatch.setattr(sweep, "check_dvc_remote", lambda repo, name, write, then: log.append(f"check {name}"))
+        monkeypatch.setattr(sweep, "check_dvc_remote", check_dvc_remote)
         monkeypatch.setattr(sweep.subprocess, "run", exp_run)
         return log
 
     return setup
 
 
+WHERE = "DVC remote 'team' (s3://***@bucket/cache)"  # the remote's URL without its credentials
+AGAIN = "run again to push it without training"
+
+
 def test_a_point_is_checked_trained_then_pushed_outputs_first(fake_point):
-    log = fake_point()
+    log = fake_point(point=1)
     name = sweep.run_point(GRID, 1, "sweep", "origin")
     assert name == f"sweep-{sweep.sweep_id(GRID, BASELINE)}-1"
     assert log == [
-        "list origin",
-        "check team",
+        "list origin (nothing was run)",
+        "step: checking the DVC remote; if it fails: nothing was run",
+        "check team write=True (nothing was run)",
+        f"step: pulling the baseline's outputs from {WHERE}; if it fails: nothing was trained",
         "pull from team",
         f"dvc exp run -n {name} -S train.epochs=2",
+        f"step: pushing its outputs to {WHERE}; if it fails: its Git ref was not pushed, so no one sees it half-pushed;"
+        f" {AGAIN}",
         f"push outputs of ['{TRAINED}'] to team (workspace=False)",
+        f"step: pushing it to Git remote 'origin'; if it fails: its outputs are on {WHERE}; {AGAIN}",
         f"push ['{name}'] to origin (push_cache=False)",
     ]
 
@@ -264,9 +280,9 @@ def test_a_point_is_checked_trained_then_pushed_outputs_first(fake_point):
 def test_a_point_already_trained_here_is_pushed_not_trained_again(fake_point, capsys):
     log = fake_point(local="d" * 40)
     name = sweep.run_point(GRID, 0, "sweep", "origin")
-    assert log == [
-        "list origin",
-        "check team",
+    assert [entry for entry in log if not entry.startswith("step: ")] == [
+        "list origin (nothing was run)",
+        "check team write=True (nothing was run)",
         f"push outputs of ['{'d' * 40}'] to team (workspace=False)",
         f"push ['{name}'] to origin (push_cache=False)",
     ]
@@ -278,10 +294,12 @@ def test_a_name_the_git_remote_has_for_another_commit_is_not_run_or_overwritten(
     log = fake_point(remote={f"refs/exps/ab/{'c' * 38}/{name}": "f" * 40})
     with pytest.raises(StageError) as error:
         sweep.run_point(GRID, 0, "sweep", "https://user:token@example.org/repo.git")
-    assert str(error.value).startswith(
+    assert str(error.value) == (
         f"sweep run {name}: Git remote 'https://***@example.org/repo.git' already has an experiment named {name}"
+        " (another runner of this point, or an earlier run of this sweep): not run again, nothing overwritten;"
+        " `sweep show` lists it"
     )
-    assert log == ["list https://user:token@example.org/repo.git"]  # nothing checked, pulled, trained or pushed
+    assert log == ["list https://user:token@example.org/repo.git (nothing was run)"]  # nothing else asked
 
 
 def test_the_same_name_from_another_baseline_also_counts_as_taken(fake_point):
@@ -322,3 +340,13 @@ def test_an_index_outside_the_grid_is_refused_before_anything_runs(fake_point):
 
 def test_an_experiment_ref_is_dvcs_path_for_its_baseline_and_name():
     assert sweep.experiment_ref(BASELINE, "sweep-abcdef-3") == f"refs/exps/ab/{'c' * 38}/sweep-abcdef-3"
+
+
+def test_a_dvc_remote_given_is_used_for_the_check_and_both_transfers(fake_point):
+    log = fake_point()
+    sweep.run_point(GRID, 0, "sweep", "origin", dvc_remote="backup")
+    assert [entry for entry in log if "team" in entry] == []
+    assert "check backup write=True (nothing was run)" in log and "pull from backup" in log
+    assert any(entry.startswith("push outputs of") and entry.endswith("to backup (workspace=False)") for entry in log)
+    where = "DVC remote 'backup' (/mnt/backup)"
+    assert f"step: pushing it to Git remote 'origin'; if it fails: its outputs are on {where}; {AGAIN}" in log

@@ -343,3 +343,12 @@ def test_the_same_weights_saved_by_two_processes_are_the_same_file(tmp_path):
     config = json.loads(zipfile.ZipFile(tmp_path / "a.keras").read("config.json"))
     assert config["config"]["dtype"]["shared_object_id"] == 1  # numbered, and still shared by the layers
     assert keras.models.load_model(tmp_path / "a.keras", safe_mode=True).count_params() == 16010
+
+
+def test_shared_objects_are_numbered_in_order_of_first_appearance_and_keep_their_sharing():
+    shared, other = {"shared_object_id": 140_001}, {"shared_object_id": 99}
+    config = {"dtype": shared, "layers": [other, dict(shared)]}
+    assert training._numbered_in_order(config, {}) == {
+        "dtype": {"shared_object_id": 1},
+        "layers": [{"shared_object_id": 2}, {"shared_object_id": 1}],
+    }

@@ -145,6 +145,15 @@ EQUIVALENT: dict[str, str] = {
         for n in (56, 58, 66)
     },
     **{
+        f"tools.sweep.x_run_point__mutmut_{n}": "a ref's last component is its name however many times the ref is"
+        " split from the right"
+        for n in (50, 53, 54)
+    },
+    "tools.sweep.x_run_point__mutmut_62": "the default stands for a ref the remote lacks, and equals no local"
+    " commit (None or 40 hex digits) either way",
+    "tools.review.x__in_4th_decimals__mutmut_3": "both sides of each comparison scale alike: k * 1.0001, rounded,"
+    " keeps the order and equality of metrics with 4 decimals",
+    **{
         f"fmnist.cpu.x_read_cpuid__mutmut_{n}": "the default for a missing leaf 1 is never read: every x86-64 CPU"
         " answers leaf 1, and read_cpuid runs on x86-64 only"
         for n in (49, 51, 54, 55, 56, 57)
