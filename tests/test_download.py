@@ -374,3 +374,43 @@ def test_a_full_disk_stops_the_download_naming_the_file_and_leaves_the_old_one(t
         download.fetch_file(name, checksums[name], config([str(folder), str(folder)], checksums), dest)
     assert str(error.value) == f"{dest}: no space left on device; previous files left as they were"
     assert tried == [str(folder)] and dest.read_bytes() == b"previous good copy"
+
+
+class PlainFiles(QuietHandler):
+    """A strict mirror: 404 for a path with an empty segment (`//name`, as S3 and others treat it), and the file's
+    bytes with a Content-Length only if `announce` (many servers stream without one)."""
+
+    announce = True
+
+    def do_GET(self):
+        path = Path(self.directory) / self.path.lstrip("/")
+        if "//" in self.path or not path.is_file():
+            self.send_error(404)
+            return
+        body = path.read_bytes()
+        self.send_response(200)
+        if self.announce:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.parametrize("announce", [True, False])
+@pytest.mark.parametrize("slash", ["/", ""])
+def test_a_mirror_url_with_or_without_its_slash_and_length_gives_the_file(tiny_dataset, serve, tmp_path, announce,
+                                                                          slash):  # fmt: skip
+    folder, checksums = tiny_dataset
+    url = serve(folder, type("Plain", (PlainFiles,), {"announce": announce})).rstrip("/") + slash
+    name = NAMES[0]
+    assert download.fetch_file(name, checksums[name], config([url], checksums, retries=0), tmp_path / name) == url
+
+
+def test_a_file_announced_at_exactly_the_limit_is_fetched_then_checked(tiny_dataset, serve, tmp_path):
+    _, checksums = tiny_dataset
+    name = paths.RAW_FILES["test_labels"]
+    (tmp_path / "exact").mkdir()
+    (tmp_path / "exact" / name).write_bytes(bytes(download.MAX_BYTES[name]))  # announced and sent: the limit
+    url = serve(tmp_path / "exact", PlainFiles)
+    with pytest.raises(StageError) as refused:
+        download.fetch_file(name, checksums[name], config([url], checksums, retries=0), tmp_path / name)
+    assert "announces" not in str(refused.value) and "not a readable gzip file" in str(refused.value)

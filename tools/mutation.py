@@ -145,6 +145,14 @@ EQUIVALENT: dict[str, str] = {
         for n in (56, 58, 66)
     },
     **{
+        f"stages.download.x_http_get__mutmut_{n}": "HTTP header names are case-insensitive, and so is http.client's"
+        " lookup of them"
+        for n in (14, 15)
+    },
+    "stages.download.x_decompressed_sha256__mutmut_7": "gzip.open's default mode is 'rb'",
+    "stages.download.x_http_get_with_retries__mutmut_4": "the last attempt raises before the loop could go on: one"
+    " more turn of it is never reached",
+    **{
         f"tools.sweep.x_run_point__mutmut_{n}": "a ref's last component is its name however many times the ref is"
         " split from the right"
         for n in (50, 53, 54)
