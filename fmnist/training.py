@@ -190,24 +190,86 @@ class DivergenceGuard(keras.callbacks.Callback):
 
 
 def learning_rate(config: TrainParams, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    steps = config.epochs * steps_per_epoch
+    warmup = round(config.warmup_fraction * steps)
+    if warmup:
+        # Keras' cosine decay with a linear warm-up from 0 in front; alpha 1 (never below the peak) holds it constant.
+        return keras.optimizers.schedules.CosineDecay(
+            0.0,
+            decay_steps=steps - warmup,
+            alpha=0.0 if config.lr_schedule == "cosine" else 1.0,
+            warmup_target=config.learning_rate,
+            warmup_steps=warmup,
+        )
     if config.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=config.epochs * steps_per_epoch)
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
     return config.learning_rate
 
 
-def compile_model(config: TrainParams, train_images: int) -> keras.Model:
-    keras.utils.set_random_seed(config.seed)  # weights, shuffling and dropout all follow the seed
-    model = build_model(config.model, config.dropout)
+def optimizer(config: TrainParams, train_images: int) -> keras.optimizers.Optimizer:
     rate = learning_rate(config, steps_per_epoch=-(-train_images // config.batch_size))
     # Keras applies decoupled weight decay in every optimizer (AdamW is Adam with it on): 0 leaves the weights as
     # they are (w - w * 0 * lr is w, bit for bit).
-    settings = {"learning_rate": rate, "weight_decay": config.weight_decay}
-    optimizer = keras.optimizers.get({"class_name": config.optimizer, "config": settings})
+    if config.optimizer == "nesterov":
+        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=config.weight_decay)
+    return keras.optimizers.get(
+        {"class_name": config.optimizer, "config": {"learning_rate": rate, "weight_decay": config.weight_decay}}
+    )
+
+
+WHITENING_EPSILON = 5e-4  # airbench's: keeps the filters of the near-constant patch directions finite
+
+
+WHITENING_IMAGES = 4096  # the split is shuffled: its first images are a random sample
+
+
+def patch_whitening(images: np.ndarray, size: int = 3) -> np.ndarray:
+    """Filters (size, size, 1, 2 x size²) that whiten the images' size x size patches: each eigenvector of the
+    patches' (uncentred) covariance over the square root of its eigenvalue, and its negative (ReLU keeps one side)."""
+    covariance = np.zeros((size * size, size * size))
+    sample = images[:WHITENING_IMAGES, ..., 0]
+    for start in range(0, len(sample), 256):  # 256 images' patches at a time: 12 MiB, not 100s
+        pixels = sample[start : start + 256].astype(np.float64) / 255  # as the model's Rescaling layer sees them
+        patches = np.lib.stride_tricks.sliding_window_view(pixels, (size, size), axis=(1, 2)).reshape(-1, size * size)
+        covariance += patches.T @ patches
+    count = len(sample) * (sample.shape[1] - size + 1) * (sample.shape[2] - size + 1)
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance / count)
+    scaled = eigenvectors / np.sqrt(eigenvalues + WHITENING_EPSILON)  # columns: one filter each
+    filters = np.concatenate([scaled, -scaled], axis=1)
+    return filters.reshape(size, size, 1, -1).astype(np.float32)
+
+
+def initialize(model: keras.Model, config: TrainParams, images: np.ndarray | None) -> None:
+    """airbench's initializations, each where params ask for it: the first convolution's first filters as the
+    patch whitening of the training images (from `images`, a sample of them), and each later convolution's first
+    filters as the identity on its input channels (Dirac), so a fresh deeper block passes its input on."""
+    convolutions = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    if config.whiten_init:
+        if images is None:
+            raise ValueError("whiten_init needs training images")
+        kernel = convolutions[0].kernel
+        whitening = patch_whitening(images)[..., : kernel.shape[-1]]
+        kernel.assign(np.concatenate([whitening, keras.ops.convert_to_numpy(kernel)[..., whitening.shape[-1] :]], -1))
+    if config.dirac_init:
+        for layer in convolutions[1:]:
+            kernel = keras.ops.convert_to_numpy(layer.kernel)
+            height, width, inputs, outputs = kernel.shape
+            identity = min(inputs, outputs)
+            kernel[..., :identity] = 0
+            kernel[height // 2, width // 2, np.arange(identity), np.arange(identity)] = 1
+            layer.kernel.assign(kernel)
+
+
+def compile_model(config: TrainParams, train_images: int, images: np.ndarray | None = None) -> keras.Model:
+    """The model params name, seeded, initialized and compiled. images: training images, for `whiten_init`."""
+    keras.utils.set_random_seed(config.seed)  # weights, shuffling and dropout all follow the seed
+    model = build_model(config.model, config.dropout)
+    initialize(model, config, images)
     if config.label_smoothing:  # smoothing needs one-hot targets: fit() one-hot encodes the labels
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    model.compile(optimizer=optimizer(config, train_images), loss=loss, metrics=["accuracy"])
     return model
 
 
@@ -217,6 +279,7 @@ def targets(labels: np.ndarray, config: TrainParams) -> np.ndarray:
 
 def batches(config: TrainParams, images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
     """Training batches in a fresh seeded order each epoch; with `augment: flip`, half the images mirrored; with
+    `augment: alternate`, every epoch's batches in one dataset, each image mirrored in every other epoch; with
     `max_shift: N`, each image moved by up to N pixels each way; with `random_erasing: p`, a random rectangle of each
     image blacked out with probability p.
 
@@ -224,9 +287,12 @@ def batches(config: TrainParams, images: np.ndarray, labels: np.ndarray) -> tf.d
     to training only by construction, stays out of the saved model, and costs almost nothing there.
     """
     images, labels = tf.constant(images), tf.constant(targets(labels, config))
-    # Shuffle indices and gather whole batches: per-image tf.data elements cost more than the step at batch 32.
-    order = tf.data.Dataset.range(len(images)).shuffle(len(images), seed=config.seed).batch(config.batch_size)
-    dataset = order.map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
+    if config.augment == "alternate":
+        dataset = alternating_flips(config, images, labels)
+    else:
+        # Shuffle indices and gather whole batches: per-image tf.data elements cost more than the step at batch 32.
+        order = tf.data.Dataset.range(len(images)).shuffle(len(images), seed=config.seed).batch(config.batch_size)
+        dataset = order.map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
     if config.augment == "flip":
         flip = keras.layers.RandomFlip("horizontal", seed=config.seed)
         dataset = dataset.map(lambda x, y: (tf.cast(flip(x, training=True), x.dtype), y))
@@ -242,6 +308,50 @@ def batches(config: TrainParams, images: np.ndarray, labels: np.ndarray) -> tf.d
         )
         dataset = dataset.map(lambda x, y: (tf.cast(erase(x, training=True), x.dtype), y))
     return without_autotune(dataset.prefetch(2))  # 2 batches ready: the pipeline costs ~2% of a step
+
+
+def alternating_flips(config: TrainParams, images: tf.Tensor, labels: tf.Tensor) -> tf.data.Dataset:
+    """All epochs' batches (airbench's alternating flip): each epoch in its own seeded order, each image mirrored in
+    the first epoch with probability 1/2 and then in every other epoch, so that any two epochs in a row show it both
+    ways. One dataset over all epochs: the epoch number is an element, not state a callback would have to set."""
+    count = len(images)
+    first = tf.random.stateless_uniform([count], seed=[config.seed, 0]) < 0.5  # mirrored in epoch 0
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), seed=[config.seed, epoch + 1])
+        mirrored = tf.math.logical_xor(first, tf.math.floormod(epoch, 2) == 1)
+
+        def gather(index):
+            batch = tf.gather(images, index)
+            return tf.where(tf.gather(mirrored, index)[:, None, None, None], batch[:, :, ::-1], batch), tf.gather(
+                labels, index
+            )
+
+        return tf.data.Dataset.from_tensor_slices(order).batch(config.batch_size).map(gather)
+
+    return tf.data.Dataset.range(config.epochs).flat_map(epoch_batches)
+
+
+class Lookahead(keras.callbacks.Callback):
+    """Lookahead (Zhang et al. 2019): every `steps` steps, and at each epoch's end, a slow copy of the weights moves
+    `alpha` of the way to the trained ones, and training goes on from the slow copy. Validation and the saved model
+    see the slow weights."""
+
+    def __init__(self, steps: int, steps_per_epoch: int, alpha: float = 0.5):
+        super().__init__()
+        self.steps, self.steps_per_epoch, self.alpha = steps, steps_per_epoch, alpha
+
+    def on_train_begin(self, logs=None):
+        self.slow = [keras.ops.convert_to_numpy(weight) for weight in self.model.trainable_weights]
+        self.since = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.since += 1
+        if self.since == self.steps or batch + 1 == self.steps_per_epoch:
+            for slow, weight in zip(self.slow, self.model.trainable_weights):
+                slow += self.alpha * (keras.ops.convert_to_numpy(weight) - slow)
+                weight.assign(slow)
+            self.since = 0
 
 
 class PipelineLive(Live):
@@ -269,6 +379,8 @@ def callbacks(
     # logs NaN.
     steps = -(-len(train_images) // config.batch_size)
     chosen: list[keras.callbacks.Callback] = [StopOnSignal(), stats, DivergenceGuard(config, steps, log_dir)]
+    if config.lookahead_steps:  # before batch norm's statistics: they are taken under the slow weights
+        chosen.append(Lookahead(config.lookahead_steps, steps))
     if config.batch_norm_images:  # the split is shuffled: its first images are a random sample
         chosen.append(BatchNormStatistics(train_images[: config.batch_norm_images], config.batch_size))
     if log_dir is not None:
@@ -309,6 +421,8 @@ def fit_on_one_worker(
         batches(config, *train),
         shuffle=False,  # batches() shuffles, seeded
         epochs=config.epochs,
+        # alternating flips: one dataset holds all epochs' batches
+        steps_per_epoch=-(-len(train[0]) // config.batch_size) if config.augment == "alternate" else None,
         validation_data=in_batches((val[0], targets(val[1], config)), config.batch_size),
         callbacks=chosen,
         verbose=2,
@@ -330,6 +444,8 @@ def fit_across_workers(
     train_step works inside strategy.run: the loss is scaled for the global batch and gradients
     are all-reduced across workers, so every worker ends with the same weights.
     """
+    if config.augment == "alternate":
+        raise StageError("train.augment = 'alternate': not with train.distribute = 'multi_worker'; use 'flip'")
     options = tf.data.Options()  # every worker reads the same arrays and takes its share of each batch
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     distributed = strategy.experimental_distribute_dataset(batches(config, *train).with_options(options))

@@ -42,7 +42,7 @@ def main() -> None:
     chief = distribute.is_chief(strategy)
     started, stamp = time.perf_counter(), time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     with strategy.scope():
-        model = training.compile_model(config, len(train[0]))
+        model = training.compile_model(config, len(train[0]), train[0])
     if not distribute.on_gpus():  # before any output is touched: a batch too big is one line, not a SIGKILL
         memory.check_training(model, config, len(train[0]), len(val[0]), train[0][0].nbytes)
     if not chief:  # another worker of a multi-worker run: train in step, leave the outputs to the chief

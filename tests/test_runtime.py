@@ -156,8 +156,9 @@ from fmnist import training
 from tests.conftest import synthetic_split
 exact_mode.configure_tensorflow(config)
 train_params = TrainParams(model="conv2_bn", epochs=1, batch_size=64, optimizer="adam", learning_rate=0.002,
-    lr_schedule="cosine", weight_decay=0.0, dropout=0.15, label_smoothing=0.0, augment="flip", max_shift=0,
-    random_erasing=0.0, batch_norm_images=0, seed=42, histogram_freq=0, distribute="auto")
+    lr_schedule="cosine", warmup_fraction=0.0, weight_decay=0.0, dropout=0.15, label_smoothing=0.0, augment="flip",
+    max_shift=0, random_erasing=0.0, lookahead_steps=0, whiten_init=False, dirac_init=False, batch_norm_images=0,
+    seed=42, histogram_freq=0, distribute="auto")
 """
 
 TRAIN = (
