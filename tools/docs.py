@@ -64,6 +64,8 @@ def chart_svg(rows: list[dict[str, object]]) -> bytes:
     """Test accuracy (mean and sd of the seeds) against train time (the seeds' range), one point per recipe."""
     plt.rcParams["svg.hashsalt"] = "fashion-mnist"  # the same SVG bytes from the same data
     figure, axes = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
+    cpus = sorted({row["cpu"] for row in rows})  # times are of one CPU each: a marker shape per CPU
+    markers = dict(zip(cpus, "osD^v"))
     for row in rows:
         default = row["recipe"] == "default"
         middle = (row["train_s_min"] + row["train_s_max"]) / 2
@@ -72,7 +74,7 @@ def chart_svg(rows: list[dict[str, object]]) -> bytes:
             row["test_mean"],
             xerr=[[middle - row["train_s_min"]], [row["train_s_max"] - middle]],
             yerr=row["test_sd"],
-            fmt="o",
+            fmt=markers[row["cpu"]],
             color="tab:red" if default else "tab:blue",
             markersize=7 if default else 5,
             capsize=3,
@@ -85,9 +87,13 @@ def chart_svg(rows: list[dict[str, object]]) -> bytes:
             fontsize=8,
             fontweight="bold" if default else "normal",
         )
-    cpus = sorted({row["cpu"] for row in rows})
+    if len(cpus) > 1:
+        for cpu in cpus:
+            axes.plot([], [], markers[cpu], color="tab:gray", label=cpu)
+        axes.legend(fontsize=8, loc="lower right")
     seeds = sorted({len(row["seeds"]) for row in rows})
-    axes.set_xlabel(f"train time, s ({'; '.join(cpus)}; bars: the range of the measured times)")
+    where = "" if len(cpus) > 1 else f"{cpus[0]}; "
+    axes.set_xlabel(f"train time, s ({where}bars: the range of the measured times)")
     axes.set_ylabel(f"test accuracy, 10 views (mean ± sd of {'/'.join(map(str, seeds))} seeds)")
     axes.grid(alpha=0.3)
     axes.set_xlim(left=0)
