@@ -191,6 +191,34 @@ def test_a_stale_figure_fails_the_check(tmp_path, monkeypatch):
     assert docs.out_of_date()[0] == str(docs.CHART)
 
 
+def test_the_chart_names_the_cpu_of_each_point():
+    """Train times are comparable only on one CPU: with one CPU the axis names it; with several, a legend gives each
+    CPU its marker shape."""
+    from tools import docs
+
+    def row(recipe: str, cpu: str) -> dict[str, object]:
+        return {
+            "recipe": recipe,
+            "cpu": cpu,
+            "epochs": 12,
+            "seeds": ["42", "1", "2"],
+            "test_mean": 0.93,
+            "test_sd": 0.001,
+            "train_s_min": 250.0,
+            "train_s_max": 260.0,
+        }
+
+    def labels(rows: list[dict[str, object]]) -> list[str]:
+        return re.findall(r"<!-- (.*?) -->", docs.chart_svg(rows).decode())
+
+    one = labels([row("a", "CPU A"), row("b", "CPU A")])
+    assert "train time, s (CPU A; bars: the range of the measured times)" in one
+    cpus = [f"CPU {letter}" for letter in "ABCDEFG"]  # more CPUs than marker shapes: the shapes repeat
+    several = labels([row(cpu.lower(), cpu) for cpu in cpus])
+    assert "train time, s (bars: the range of the measured times)" in several
+    assert [label for label in several if label in cpus] == cpus
+
+
 def test_the_screenshots_are_of_the_committed_run():
     """docs/images/screenshots.json, written by `tools.screenshots` with the PNGs, says what TensorBoard served: the
     committed run's epochs and last validation accuracy, and no other training; each PNG is the one it was written

@@ -13,6 +13,7 @@ sits between `<!-- generated: NAME -->` and `<!-- end: NAME -->`; tests/test_doc
 import argparse
 import csv
 import io
+import itertools
 import json
 import re
 import sys
@@ -65,7 +66,7 @@ def chart_svg(rows: list[dict[str, object]]) -> bytes:
     plt.rcParams["svg.hashsalt"] = "fashion-mnist"  # the same SVG bytes from the same data
     figure, axes = plt.subplots(figsize=(7.5, 4.2), layout="constrained")
     cpus = sorted({row["cpu"] for row in rows})  # times are of one CPU each: a marker shape per CPU
-    markers = dict(zip(cpus, "osD^v"))
+    markers = dict(zip(cpus, itertools.cycle("osD^v")))
     for row in rows:
         default = row["recipe"] == "default"
         middle = (row["train_s_min"] + row["train_s_max"]) / 2
