@@ -1,8 +1,12 @@
 import gzip
+import io
 import re
+import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
+from tqdm import tqdm
 
 from fmnist import paths
 from fmnist.params.download import DownloadParams
@@ -210,8 +214,14 @@ def test_a_gzip_bomb_is_refused_without_unpacking_it_all(tiny_dataset, tmp_path)
     name = paths.RAW_FILES["test_labels"]
     (tmp_path / "bomb").mkdir()
     (tmp_path / "bomb" / name).write_bytes(gzip.compress(bytes(10_000_000)))  # 10 KB that unpacks to 10 MB
-    with pytest.raises(StageError, match="decompresses to more than the 10008 bytes this file has"):
-        download.fetch_file(name, checksums[name], config([str(tmp_path / "bomb")], checksums), tmp_path / name)
+    tracemalloc.start()
+    try:
+        with pytest.raises(StageError, match="decompresses to more than the 10008 bytes this file has"):
+            download.fetch_file(name, checksums[name], config([str(tmp_path / "bomb")], checksums), tmp_path / name)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000, f"{peak} bytes held at once: the bomb was unpacked whole"
 
 
 def test_connection_refused_is_retried_then_reported(tiny_dataset, tmp_path):
@@ -414,3 +424,30 @@ def test_a_file_announced_at_exactly_the_limit_is_fetched_then_checked(tiny_data
     with pytest.raises(StageError) as refused:
         download.fetch_file(name, checksums[name], config([url], checksums, retries=0), tmp_path / name)
     assert "announces" not in str(refused.value) and "not a readable gzip file" in str(refused.value)
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal, as a person's shell is."""
+
+    def isatty(self):
+        return True
+
+
+def test_a_terminal_sees_each_files_progress_in_bytes(tiny_dataset, serve, tmp_path, monkeypatch):
+    folder, checksums = tiny_dataset
+    name = NAMES[0]
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    download.fetch_file(name, checksums[name], config([serve(folder)], checksums, retries=0), tmp_path / name)
+    size = tqdm.format_sizeof((folder / name).stat().st_size)
+    final = sys.stderr.getvalue().split("\r")[-1]
+    assert final.startswith(f"{name}: 100%") and f"| {size}/{size} [" in final and final.rstrip().endswith("B/s]"), (
+        final
+    )
+
+
+def test_a_log_gets_no_progress_bar(tiny_dataset, serve, tmp_path, capsys):
+    """stderr that is a file or a pipe (CI, `dvc repro > log`) gets no bar: only what went wrong would show."""
+    folder, checksums = tiny_dataset
+    name = NAMES[0]
+    download.fetch_file(name, checksums[name], config([serve(folder)], checksums, retries=0), tmp_path / name)
+    assert capsys.readouterr().err == ""

@@ -216,17 +216,23 @@ def test_exact_mode_bits_follow_runtime_threads_not_the_cores_the_process_may_us
 def test_exact_mode_refuses_to_pin_too_late_and_native_mode_changes_nothing():
     import tensorflow  # noqa: F401  (as in any process that has loaded it)
 
-    with pytest.raises(RuntimeError, match="before TensorFlow is imported"):
+    with pytest.raises(
+        RuntimeError, match=r"^exact_mode\.pin\(\) in exact mode must run before TensorFlow is imported$"
+    ):
         exact_mode.pin(RuntimeParams(mode="exact", threads=3), {})
     environ: dict[str, str] = {}
     exact_mode.pin(RuntimeParams(mode="native", threads=3), environ)
     assert environ == {}
 
 
-def test_pins_in_the_environment(monkeypatch):
+@pytest.mark.parametrize("machine", ["x86_64", "AMD64"])  # as Linux and macOS, and as Windows name it
+def test_pins_in_the_environment_and_is_quiet_on_a_cpu_it_promises(monkeypatch, capsys, machine):
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    monkeypatch.setattr(exact_mode.platform, "machine", lambda: machine)
+    monkeypatch.setattr(exact_mode.cpu, "flags", lambda: frozenset({"sse4_2", "avx", "avx2", "fma"}))
     environ: dict[str, str] = {}
     exact_mode.pin(RuntimeParams(mode="exact", threads=3), environ)
+    assert capsys.readouterr().err == ""
     assert environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     assert environ["TF_NUM_INTRAOP_THREADS"] == "3" and environ["TF_NUM_INTEROP_THREADS"] == "1"
     assert environ["TF_DETERMINISTIC_OPS"] == "1" and environ["CUDA_VISIBLE_DEVICES"] == ""

@@ -325,7 +325,8 @@ def test_a_failed_training_pushes_nothing(fake_point):
 
 def test_a_name_another_runner_pushed_meanwhile_is_reported_not_overwritten(fake_point):
     fake_point(diverged=True)
-    with pytest.raises(StageError, match=r"got an experiment named .* from another runner meanwhile: not overwritten"):
+    where = "this one's outputs are on the DVC remote but it is not listed"  # what the person can do next
+    with pytest.raises(StageError, match=rf"from another runner meanwhile: not overwritten; {where}$"):
         sweep.run_point(GRID, 0, "sweep", "origin")
 
 

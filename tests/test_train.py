@@ -324,6 +324,10 @@ def test_the_same_weights_saved_twice_are_the_same_file(tmp_path):
     assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
     loaded = keras.models.load_model(tmp_path / "b.keras", safe_mode=True)
     assert training.weights_sha256(loaded) == training.weights_sha256(model)
+    metadata = json.loads(zipfile.ZipFile(tmp_path / "b.keras").read("metadata.json"))
+    assert metadata["keras_version"] == keras.__version__ and "date_saved" not in metadata  # still says who wrote it
+    with zipfile.ZipFile(tmp_path / "b.keras") as saved:  # one date for all: the model's MD5 in dvc.lock depends on it
+        assert {entry.date_time for entry in saved.infolist()} == {(1980, 1, 1, 0, 0, 0)}
     model.save(tmp_path / "c.keras")  # what Keras alone writes: the save time in metadata.json
     assert b"date_saved" in zipfile.ZipFile(tmp_path / "c.keras").read("metadata.json")
 
