@@ -233,9 +233,16 @@ def test_pins_in_the_environment_and_is_quiet_on_a_cpu_it_promises(monkeypatch, 
     environ: dict[str, str] = {}
     exact_mode.pin(RuntimeParams(mode="exact", threads=3), environ)
     assert capsys.readouterr().err == ""
-    assert environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
-    assert environ["TF_NUM_INTRAOP_THREADS"] == "3" and environ["TF_NUM_INTEROP_THREADS"] == "1"
-    assert environ["TF_DETERMINISTIC_OPS"] == "1" and environ["CUDA_VISIBLE_DEVICES"] == ""
+    assert environ == {  # each one is part of the same bits: none may go missing
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "ONEDNN_DEFAULT_FPMATH_MODE": "STRICT",
+        "TF_ENABLE_ONEDNN_OPTS": "1",
+        "TF_NUM_INTRAOP_THREADS": "3",
+        "TF_NUM_INTEROP_THREADS": "1",
+        "TF_DETERMINISTIC_OPS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "KERAS_BACKEND": "tensorflow",
+    }
 
 
 # Ops whose kernels use approximate instructions (RSQRTPS, RCPPS): their bits differ between CPU makes.
@@ -281,14 +288,19 @@ def test_exact_mode_trains_and_predicts_without_approximate_instructions():
     assert native["executed"] & APPROXIMATE_OPS == {"Rsqrt", "RsqrtGrad"}  # batch norm, as TensorFlow computes it
 
 
-def test_exact_mode_warns_on_a_cpu_it_cannot_promise_and_still_runs(monkeypatch, capsys):
+@pytest.mark.parametrize(
+    ("machine", "flags"),
+    [("aarch64", {"asimd", "sve"}), ("x86_64", {"sse4_2", "avx"}), ("x86_64", {"sse4_2", "avx", "avx2"})],
+)
+def test_exact_mode_warns_on_a_cpu_it_cannot_promise_and_still_runs(monkeypatch, capsys, machine, flags):
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)  # as in a stage, before TensorFlow loads
-    monkeypatch.setattr(exact_mode.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(exact_mode.platform, "machine", lambda: machine)
+    monkeypatch.setattr(exact_mode.cpu, "flags", lambda: frozenset(flags))
     environ: dict[str, str] = {}
     exact_mode.pin(RuntimeParams(mode="exact", threads=2), environ)
     warning = capsys.readouterr().err
     assert warning.startswith(
-        "warning: runtime.mode = 'exact' gives the same bits on x86-64 CPUs with AVX2; this aarch64"
+        f"warning: runtime.mode = 'exact' gives the same bits on x86-64 CPUs with AVX2; this {machine} CPU is not one"
     )
     assert len(warning.splitlines()) == 1 and environ["TF_NUM_INTRAOP_THREADS"] == "2"
 
