@@ -2,6 +2,8 @@ import gzip
 import io
 import re
 import sys
+import threading
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -288,8 +290,11 @@ def test_each_source_gets_retries_plus_one_attempts_with_doubling_waits(tiny_dat
     _, checksums = tiny_dataset
     handler = type("Busy", (AlwaysBusy,), {"requests": 0})
     url = serve(tmp_path, handler)
-    waits = []
-    monkeypatch.setattr(download.time, "sleep", waits.append)
+    waits, this_thread, sleep = [], threading.current_thread(), time.sleep
+    # time.sleep is one function for every thread: a params watcher an earlier test left polling must still sleep
+    monkeypatch.setattr(
+        time, "sleep", lambda s: waits.append(s) if threading.current_thread() is this_thread else sleep(s)
+    )
     name = NAMES[0]
     with pytest.raises(StageError, match=re.escape("HTTP 503 Service Unavailable (after 4 attempts)")):
         download.fetch_file(name, checksums[name], config([url], checksums, retries=3, backoff_s=0.5), tmp_path / name)
