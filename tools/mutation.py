@@ -112,6 +112,11 @@ EQUIVALENT: dict[str, str] = {
         for n in (8, 10)
     },
     **{
+        f"fmnist.params.x_check_unchanged__mutmut_{n}": "Python's stderr has no buffer into a file or a pipe, and"
+        " is line-buffered on a terminal: the one-line warning is written out with its newline, flush or not"
+        for n in (72, 75, 76)
+    },
+    **{
         f"fmnist.params.xǁEditWatcherǁ__init____mutmut_{n}": "a thread's name shows only in a debugger's list of"
         " threads"
         for n in (1, 3)
