@@ -443,3 +443,33 @@ def test_every_documented_experiment_sets_valid_params(settings, tmp_path):
         shutil.copy(REPO / "params.yaml", path)
         apply_overrides(path, point)
         params.load(AllParams, path)  # raises StageError naming the key
+
+
+EDIT_UNDER_ASCII_LOCALE = """
+import sys
+from pathlib import Path
+from fmnist import params
+from fmnist.params.all_sections import AllParams
+path = Path(sys.argv[1])
+params.load(AllParams, path)
+path.write_text(path.read_text(encoding="utf-8").replace("epochs: 24", "epochs: 5"), encoding="utf-8")
+params.check_unchanged("train", path)
+"""
+
+
+def test_an_edit_is_named_under_a_locale_that_is_not_utf8(tmp_path):
+    """params.yaml is UTF-8 wherever the stage runs: on a machine whose locale is ASCII (LANG=C, Python's UTF-8 mode
+    off), a comment in another language must not make the edit unreadable and the warning name every key."""
+    path = tmp_path / "params.yaml"
+    path.write_text("# Größe des Modells: siehe docs/\n" + REPO_TEXT, encoding="utf-8")
+    ascii_locale = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", EDIT_UNDER_ASCII_LOCALE, str(path)],
+        cwd=tmp_path,
+        env=project_env() | {"PYTHONPATH": str(REPO)} | ascii_locale,
+        capture_output=True,
+        check=True,
+    )
+    assert f"warning: {path}: train.epochs changed from 24 to 5 while train ran".encode() in result.stderr, (
+        result.stderr
+    )
