@@ -83,6 +83,32 @@ def pytest_runtest_teardown():
             file.unlink()
 
 
+MUTANT_TEST_LIMIT_S = 300  # ten times the slowest everyday test, tiny_run's `dvc repro` included
+
+
+class RanPastLimit(Exception):
+    pass
+
+
+def _ran_past_limit(signum, frame):
+    raise RanPastLimit(f"ran past {MUTANT_TEST_LIMIT_S} s under a mutant: it hangs")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item):
+    """Under a mutant's run, a test (fixtures included) that runs past MUTANT_TEST_LIMIT_S fails. A mutant that makes a
+    stage wait forever (on a thread that never ends, say) uses no CPU, and mutmut's only limit is CPU time."""
+    if os.environ.get("MUTANT_UNDER_TEST") in (None, "", "stats"):
+        yield
+        return
+    signal.signal(signal.SIGALRM, _ran_past_limit)
+    signal.alarm(MUTANT_TEST_LIMIT_S)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+
+
 def pytest_collection_modifyitems(items):
     """Under a mutant's run, the fastest tests first. mutmut runs them with -x, so a caught mutant then costs the
     first fast test that fails, not a stage's process that happened to be listed first."""

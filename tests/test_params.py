@@ -5,6 +5,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 import typing
 
 import pytest
@@ -194,8 +195,9 @@ def test_a_document_that_is_not_a_mapping_has_no_keys():
 
 
 def test_bad_checksum_is_named(raw):
-    raw["download"]["sha256"]["t10k-labels-idx1-ubyte.gz"] = "abc"
-    with pytest.raises(StageError, match=r"download.sha256.t10k-labels-idx1-ubyte.gz = 'abc'.*SHA-256"):
+    raw["download"]["sha256"]["t10k-labels-idx1-ubyte.gz"] = "ABC"
+    rule = "must be 64 lowercase hex digits (a SHA-256)"  # what to write instead, not only that it is wrong
+    with pytest.raises(StageError, match=re.escape(f"download.sha256.t10k-labels-idx1-ubyte.gz = 'ABC': {rule}") + "$"):
         params.parse(raw, AllParams)
 
 
@@ -398,6 +400,7 @@ def test_the_watcher_names_the_dvc_command_that_edited_the_params(tmp_path, monk
     path = tmp_path / "params.yaml"
     path.write_text(REPO_TEXT)
     params.load(AllParams, path)
+    time.sleep(0.5)  # the stage works a while before the edit comes: the watcher must look when it does, not now
     fake = tmp_path / "bin" / "dvc"  # edits params.yaml as `dvc exp run -S` does, then lingers a second
     fake.parent.mkdir()
     fake.write_text(
