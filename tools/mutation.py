@@ -97,6 +97,11 @@ EQUIVALENT: dict[str, str] = {
     },
     **{f"fmnist.params.x__printable__mutmut_{n}": "Python's codec names are case-insensitive" for n in (6, 8)},
     "fmnist.params.x__read_or_none__mutmut_7": "Python's codec names are case-insensitive",
+    "fmnist.params.x_load__mutmut_5": "Python's codec names are case-insensitive",
+    **{
+        f"fmnist.params.x_parse__mutmut_{n}": "only the closest match is shown, however many are asked for"
+        for n in (11, 13)
+    },
     **{
         f"fmnist.params.x__read_or_none__mutmut_{n}": "the name given is only for an error message, which this"
         " function turns into None"
