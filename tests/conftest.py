@@ -90,7 +90,7 @@ class RanPastLimit(Exception):
     pass
 
 
-def _ran_past_limit(signum, frame):
+def _ran_past_limit(signum, _frame):
     raise RanPastLimit(f"ran past {MUTANT_TEST_LIMIT_S} s under a mutant: it hangs")
 
 
