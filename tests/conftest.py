@@ -83,7 +83,11 @@ def pytest_runtest_teardown():
             file.unlink()
 
 
-MUTANT_TEST_LIMIT_S = 300  # ten times the slowest everyday test, tiny_run's `dvc repro` included
+MUTANT_TEST_LIMIT_S = 300  # the slowest everyday test took 27 s in mutmut's first pass
+
+
+def _running_a_mutant() -> bool:
+    return os.environ.get("MUTANT_UNDER_TEST") not in (None, "", "stats")
 
 
 class RanPastLimit(Exception):
@@ -98,7 +102,7 @@ def _ran_past_limit(signum, _frame):
 def pytest_runtest_protocol(item):
     """Under a mutant's run, a test (fixtures included) that runs past MUTANT_TEST_LIMIT_S fails. A mutant that makes a
     stage wait forever (on a thread that never ends, say) uses no CPU, and mutmut's only limit is CPU time."""
-    if os.environ.get("MUTANT_UNDER_TEST") in (None, "", "stats"):
+    if not _running_a_mutant():
         yield
         return
     signal.signal(signal.SIGALRM, _ran_past_limit)
@@ -113,7 +117,7 @@ def pytest_collection_modifyitems(items):
     """Under a mutant's run, the fastest tests first. mutmut runs them with -x, so a caught mutant then costs the
     first fast test that fails, not a stage's process that happened to be listed first."""
     stats = REPO / "mutmut-stats.json"  # the first pass's timings; tests run in mutants/, the copy that holds it
-    if os.environ.get("MUTANT_UNDER_TEST") in (None, "", "stats") or not stats.exists():
+    if not _running_a_mutant() or not stats.exists():
         return
     import json
 
